@@ -1,0 +1,62 @@
+# The two commands a user needs: `make run` and `make test`.
+# Each target first installs what it needs (toolchain components, QEMU).
+
+SMP ?= 2
+MEM ?= 512M
+# Seconds before `boot` gives up on a hung guest.
+BOOT_TIMEOUT ?= 300
+# Kernel log level at build time: error, warn, info, debug, trace.
+KERNEL_LOG ?= info
+export SMP MEM BOOT_TIMEOUT KERNEL_LOG
+
+HOST   := x86_64-unknown-linux-gnu
+KARCH  := x86_64-unknown-none
+BOOT   := target/$(HOST)/debug/boot
+KERNEL := target/$(KARCH)/debug/kernel
+IMAGE  ?= target/kernel.img
+# SMP configurations the test suite boots the kernel unit tests under.
+TEST_SMP ?= 4
+
+.PHONY: all run test image clean setup toolchain qemu build
+
+all: build
+
+setup: toolchain qemu
+
+# rustup does not install a toolchain file's components by itself.
+toolchain:
+	@if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src' \
+	   || ! rustup component list --installed 2>/dev/null | grep -q '^llvm-tools' \
+	   || ! rustup target list --installed 2>/dev/null | grep -q '^$(KARCH)$$'; then \
+		echo "make: installing the pinned toolchain (rust-toolchain.toml)"; \
+		rustup toolchain install || { echo "make: rustup could not install the toolchain" >&2; exit 1; }; \
+	fi
+
+qemu:
+	@if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then \
+		echo "make: installing QEMU (qemu-system-x86)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "make: qemu-system-x86_64 is missing and we are not root: install qemu-system-x86" >&2; exit 1; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-system-x86 \
+			|| { echo "make: could not install qemu-system-x86; install it by hand" >&2; exit 1; }; \
+	fi
+
+build: toolchain
+	cargo build -p boot --target $(HOST)
+	cargo build -p kernel --bin kernel --target $(KARCH)
+
+run: setup build
+	$(BOOT) --smp $(SMP) --mem $(MEM) $(KERNEL)
+
+image: toolchain build
+	$(BOOT) --image-only --image $(IMAGE) $(KERNEL)
+
+# Host unit tests of `boot`, the in-kernel suites (each test binary boots in
+# QEMU through the cargo runner), then the end-to-end tests in tests/.
+test: setup
+	cargo test -p boot --target $(HOST)
+	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
+	cargo test -p e2e --target $(HOST)
+
+clean:
+	cargo clean

@@ -1,0 +1,100 @@
+//! End-to-end tests of `boot` and of a whole kernel boot.
+
+use e2e::{boot, boot_kernel, fake_qemu, kernel, scratch_dir};
+
+#[test]
+fn kernel_boots_pages_on_demand_and_exits_zero() {
+    let run = boot_kernel(2, &[]);
+    assert_eq!(run.status, Some(0), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] info: boot:"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("demand paging: touched 16 pages, 16 page faults resolved"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bad_option_prints_usage_and_fails() {
+    let run = boot(&["--frobnicate", "kernel"], &[]);
+    assert_eq!(run.status, Some(2));
+    assert!(run.stderr.contains("unknown option '--frobnicate'"), "{}", run.stderr);
+    assert!(run.stderr.contains("usage: boot"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_values_are_rejected_with_a_reason() {
+    for (args, reason) in [
+        (&["--smp", "0", "k"][..], "--smp wants a number from 1 to 64"),
+        (&["--mem", "lots", "k"][..], "--mem wants a size"),
+        (&["--timeout", "soon", "k"][..], "--timeout wants whole seconds"),
+        (&["--smp"][..], "option --smp needs a value"),
+        (&[][..], "no KERNEL file given"),
+    ] {
+        let run = boot(args, &[]);
+        assert_eq!(run.status, Some(2), "{args:?}");
+        assert!(run.stderr.starts_with(&format!("boot: {reason}")), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn help_prints_usage_and_succeeds() {
+    let run = boot(&["--help"], &[]);
+    assert_eq!(run.status, Some(0));
+    assert!(run.stdout.starts_with("usage: boot"));
+}
+
+#[test]
+fn missing_kernel_file_is_one_line() {
+    let run = boot(&["/nonexistent/kernel"], &[]);
+    assert_eq!(run.status, Some(2));
+    assert_eq!(run.stderr, "boot: kernel '/nonexistent/kernel' does not exist\n");
+}
+
+#[test]
+fn missing_qemu_is_reported() {
+    let kernel = kernel().to_str().unwrap();
+    let run = boot(&["--qemu", "/nonexistent/qemu-system-x86_64", kernel], &[]);
+    assert_eq!(run.status, Some(2));
+    assert!(run.stderr.contains("not found"), "{}", run.stderr);
+    assert!(run.stderr.contains("apt-get install qemu-system-x86"), "{}", run.stderr);
+}
+
+#[test]
+fn hung_guest_is_killed_at_the_time_limit() {
+    let qemu = fake_qemu(&scratch_dir("timeout"), "qemu", "exec sleep 60");
+    let kernel = kernel().to_str().unwrap();
+    let started = std::time::Instant::now();
+    let run = boot(&["--qemu", qemu.to_str().unwrap(), "--timeout", "1", kernel], &[]);
+    assert_eq!(run.status, Some(124));
+    assert!(run.stderr.contains("timed out after 1 s"), "{}", run.stderr);
+    assert!(started.elapsed().as_secs() < 30, "the fake QEMU was stopped, not waited for");
+}
+
+/// A fake QEMU that writes `status` to the debugcon file and exits with `code`,
+/// as QEMU does when the kernel writes to isa-debug-exit.
+fn exit_protocol(test: &str, code: i32, status: Option<u8>) -> Option<i32> {
+    let write_status = match status {
+        Some(byte) => format!("printf '\\{byte:03o}' > \"$debugcon\""),
+        None => String::new(),
+    };
+    let script = format!(
+        r#"while [ $# -gt 0 ]; do
+  if [ "$1" = -debugcon ]; then debugcon="${{2#file:}}"; fi
+  shift
+done
+{write_status}
+exit {code}"#
+    );
+    let qemu = fake_qemu(&scratch_dir(test), "qemu", &script);
+    let kernel = kernel().to_str().unwrap();
+    boot(&["--qemu", qemu.to_str().unwrap(), kernel], &[]).status
+}
+
+#[test]
+fn exit_status_follows_the_kernel() {
+    assert_eq!(exit_protocol("shutdown0", 33, Some(0)), Some(0));
+    assert_eq!(exit_protocol("shutdown139", 33, Some(139)), Some(139), "init's status passes through");
+    assert_eq!(exit_protocol("failure", 35, None), Some(101), "kernel failure");
+    assert_eq!(exit_protocol("reset", 0, None), Some(101), "a triple fault is not success");
+}

@@ -1,0 +1,99 @@
+//! Helpers for the end-to-end tests: build the kernel and `boot` once, run
+//! `boot` like a user would, and capture what it printed and returned.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .arg("build")
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build {args:?} failed");
+}
+
+/// The kernel binary (`make run` boots the same one).
+pub fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        cargo_build(&["-p", "kernel", "--bin", "kernel", "--target", KERNEL_TARGET]);
+        target_dir().join(KERNEL_TARGET).join("debug").join("kernel")
+    })
+}
+
+/// The `boot` host program.
+pub fn boot_program() -> &'static Path {
+    static BOOT: OnceLock<PathBuf> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        cargo_build(&["-p", "boot", "--target", HOST_TARGET]);
+        target_dir().join(HOST_TARGET).join("debug").join("boot")
+    })
+}
+
+/// What one run of `boot` printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub status: Option<i32>,
+    /// Serial console output, with the console's CR LF turned back into LF.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `boot` with `args` and the given environment on top of ours.
+pub fn boot(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(boot_program());
+    command.args(args).env("BOOT_TIMEOUT", "120");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("boot runs").into()
+}
+
+/// Boots the kernel on `smp` CPUs with `extra` options.
+pub fn boot_kernel(smp: u32, extra: &[&str]) -> Run {
+    let smp = smp.to_string();
+    let kernel = kernel().to_str().expect("UTF-8 path").to_string();
+    let mut args = vec!["--smp", &smp];
+    args.extend_from_slice(extra);
+    args.push(&kernel);
+    boot(&args, &[])
+}
+
+/// Writes an executable shell script standing in for QEMU; returns its path.
+pub fn fake_qemu(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("scratch directory");
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write fake qemu");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+pub fn scratch_dir(test: &str) -> PathBuf {
+    target_dir().join("e2e-scratch").join(test)
+}
