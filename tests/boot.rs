@@ -6,6 +6,7 @@ use e2e::{boot, boot_kernel, fake_qemu, kernel, scratch_dir};
 fn kernel_boots_pages_on_demand_and_exits_zero() {
     let run = boot_kernel(2, &[]);
     assert_eq!(run.status, Some(0), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] info: smp: 2 CPUs online\n"), "{}", run.stdout);
     assert!(run.stdout.contains("[kernel] info: boot:"), "{}", run.stdout);
     assert!(
         run.stdout.contains("demand paging: touched 16 pages, 16 page faults resolved"),
@@ -97,4 +98,18 @@ fn exit_status_follows_the_kernel() {
     assert_eq!(exit_protocol("shutdown139", 33, Some(139)), Some(139), "init's status passes through");
     assert_eq!(exit_protocol("failure", 35, None), Some(101), "kernel failure");
     assert_eq!(exit_protocol("reset", 0, None), Some(101), "a triple fault is not success");
+}
+
+#[test]
+fn boots_on_one_cpu() {
+    let run = boot_kernel(1, &[]);
+    assert_eq!(run.status, Some(0), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] info: smp: 1 CPUs online\n"), "{}", run.stdout);
+}
+
+#[test]
+fn boots_on_eight_cpus() {
+    let run = boot_kernel(8, &["--mem", "1G"]);
+    assert_eq!(run.status, Some(0), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] info: smp: 8 CPUs online\n"), "{}", run.stdout);
 }

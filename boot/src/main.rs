@@ -49,8 +49,8 @@ options:
   --ramdisk FILE   attach FILE as the ramdisk (the init archive)
   --timeout SECS   kill QEMU after SECS seconds, 0 for never
                    (default: $BOOT_TIMEOUT or 300)
-  --image FILE     where to write the disk image (default: KERNEL.img)
-  --image-only     build the disk image and exit without running QEMU
+  --image FILE     where to write the disk image (default: a temporary file)
+  --image-only     build the disk image (needs --image) and exit without running QEMU
   --qemu PATH      the QEMU binary (default: $QEMU or qemu-system-x86_64)
   -h, --help       show this text
 ";
@@ -183,6 +183,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     if test_filter.is_some() && !is_test_binary(&kernel) {
         return Err(BootError::Usage("a TEST-FILTER needs a test kernel".into()));
     }
+    if image_only && image.is_none() {
+        return Err(BootError::Usage("--image-only needs --image FILE".into()));
+    }
     if test_filter.is_some() && ramdisk.is_some() {
         return Err(BootError::Usage("a TEST-FILTER cannot be combined with --ramdisk".into()));
     }
@@ -234,13 +237,10 @@ fn run(options: &Options) -> Result<u8, BootError> {
             return Err(BootError::MissingFile { what: "ramdisk", path: ramdisk.clone() });
         }
     }
-    let image = options.image.clone().unwrap_or_else(|| {
-        let mut name = options.kernel.clone().into_os_string();
-        name.push(".img");
-        PathBuf::from(name)
-    });
-
+    // Each run gets its own image unless told otherwise: runs in parallel
+    // (cargo test, the end-to-end tests) must not share a disk.
     let scratch = Scratch::new()?;
+    let image = options.image.clone().unwrap_or_else(|| scratch.path("disk.img"));
     let ramdisk = match (&options.ramdisk, &options.test_filter) {
         (Some(ramdisk), _) => Some(ramdisk.clone()),
         (None, Some(filter)) => {
@@ -446,5 +446,7 @@ mod tests {
         assert!(parse(&["target/deps/kernel-1234", "frame"]).unwrap().is_some());
         assert!(parse(&["target/deps/kernel-1234", "--quiet", "--nocapture"]).unwrap().is_some());
         assert!(matches!(parse(&["kernel", "--quiet"]), Err(BootError::Usage(_))));
+        assert!(matches!(parse(&["--image-only", "k"]), Err(BootError::Usage(_))));
+        assert!(parse(&["--image-only", "--image", "k.img", "k"]).unwrap().is_some());
     }
 }

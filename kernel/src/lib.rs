@@ -41,7 +41,9 @@ pub const BOOTLOADER_CONFIG: BootloaderConfig = {
 pub fn init(boot_info: &'static mut BootInfo) {
     console::init();
     arch::init_boot_cpu();
+    let rsdp = boot_info.rsdp_addr.into_option();
     mm::init(boot_info);
+    arch::init_smp(rsdp);
     if let Some(ramdisk) = mm::ramdisk() {
         testing::read_filter(ramdisk);
     }

@@ -8,12 +8,22 @@ use crate::console::emergency_print;
 
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
+pub fn is_panicking() -> bool {
+    PANICKING.load(Ordering::SeqCst)
+}
+
+/// Marks the kernel as going down; false if it already was.
+pub fn begin() -> bool {
+    !PANICKING.swap(true, Ordering::SeqCst)
+}
+
 pub fn report(info: &core::panic::PanicInfo) -> ! {
     let _ = crate::arch::disable_interrupts();
-    if PANICKING.swap(true, Ordering::SeqCst) {
+    if !begin() {
         // A panic while reporting a panic: say no more, just stop.
         exit(ExitCode::Failure);
     }
+    crate::arch::stop_other_cpus();
     let cpu = crate::arch::cpu_id();
     match info.location() {
         Some(at) => emergency_print(format_args!(

@@ -67,6 +67,10 @@ pub fn test_runner(tests: &[&dyn Testable]) {
 
 /// The panic handler of test kernels: report the failed test and stop.
 pub fn test_panic_handler(info: &core::panic::PanicInfo) -> ! {
+    let _ = crate::arch::disable_interrupts();
+    if crate::panic::begin() {
+        crate::arch::stop_other_cpus();
+    }
     let passed = PASSED.load(Ordering::Relaxed);
     crate::console::emergency_print(format_args!("[failed]\n\nError: {info}\n\n"));
     let not_run = SELECTED.load(Ordering::Relaxed).saturating_sub(passed + 1);

@@ -5,6 +5,7 @@ pub mod demand;
 pub mod fault;
 pub mod frame;
 pub mod heap;
+pub mod kstack;
 pub mod layout;
 pub mod paging;
 

@@ -1,10 +1,16 @@
 //! x86_64 mechanisms: descriptor tables, traps, the legacy PIC, TLB control,
 //! fault fix-ups and the QEMU exit device.
 
+pub mod acpi;
+pub mod apic;
 pub mod extable;
 pub mod gdt;
+pub mod ipi;
+pub mod percpu;
 pub mod pic;
 pub mod qemu;
+pub mod smp;
+pub mod time;
 pub mod tlb;
 pub mod traps;
 
@@ -43,10 +49,7 @@ pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
 }
 
-/// Index of the CPU we are running on. Only the boot CPU runs until SMP bring-up.
-pub fn cpu_id() -> usize {
-    0
-}
+pub use percpu::cpu_id;
 
 /// Sets up the boot CPU: descriptor tables, traps, no legacy PIC interrupts,
 /// no-execute pages and write protection in ring 0.
@@ -57,9 +60,53 @@ pub fn init_boot_cpu() {
     enable_paging_features();
 }
 
+/// After memory management is up: per-CPU data, the local APIC, clocks and
+/// the tick, then every other CPU. Logs `smp: N CPUs online`.
+pub fn init_smp(rsdp: Option<u64>) {
+    let topology = acpi::discover(rsdp).unwrap_or_else(|err| {
+        log::warn!("smp: no CPU list from ACPI ({err:?}); running on the boot CPU only");
+        acpi::CpuTopology { lapic_phys: 0xfee0_0000, apic_ids: alloc::vec::Vec::new() }
+    });
+    apic::init_boot_cpu(topology.lapic_phys);
+    percpu::init(0, apic::id());
+    traps::set_irq_handler(time::TIMER_VECTOR, time::handle_tick);
+    traps::set_irq_handler(ipi::CALL_VECTOR, ipi::handle_call_ipi);
+    traps::set_irq_handler(apic::ERROR_VECTOR, apic::handle_error);
+    traps::set_irq_handler(apic::SPURIOUS_VECTOR, |_| {
+        traps::SPURIOUS_INTERRUPTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    });
+    time::calibrate();
+    time::start_tick();
+    ipi::mark_online(0);
+    let started = smp::start_aps(&topology.apic_ids);
+    log::info!("smp: {started} CPUs online");
+    log::debug!(
+        "smp: {} APIC, APs started in {} ms, TSC {} MHz, APIC timer {} kHz",
+        if apic::is_x2apic() { "x2" } else { "x" },
+        smp::bring_up_ns() / 1_000_000,
+        time::tsc_hz() / 1_000_000,
+        time::apic_timer_hz() / 1000
+    );
+}
+
+/// Stops every other CPU (they halt with interrupts off): for panics.
+pub fn stop_other_cpus() {
+    if ipi::online().len() > 1 {
+        apic::send_ipi(apic::Destination::AllButSelf, apic::Delivery::Nmi);
+    }
+}
+
+/// What a CPU does when it has nothing to do: sleep until an interrupt.
+pub fn idle() -> ! {
+    loop {
+        // `sti; hlt` back to back: an interrupt cannot slip in between them.
+        ::x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
 /// NX must be on before any page table entry carries the NX bit; WP makes the
 /// kernel honour read-only pages too, so copy-on-write and our tests see faults.
-fn enable_paging_features() {
+pub(crate) fn enable_paging_features() {
     // SAFETY: setting EFER.NXE only makes bit 63 of page table entries meaningful
     // (no-execute); the bootloader's entries are valid with it on. The x86_64 crate
     // does the read-modify-write of the MSR.

@@ -1,7 +1,14 @@
-//! Local TLB control. Cross-CPU shootdowns build on these (SMP issue).
+//! TLB control: local flushes, and shootdowns on other CPUs through
+//! cross-CPU calls (which wait for every target to finish).
 
 use ::x86_64::registers::control::Cr3;
 use ::x86_64::VirtAddr;
+
+use super::ipi::{call_on, CpuSet};
+
+/// Above this many pages a full flush is cheaper than `invlpg` per page
+/// (Linux uses the same ceiling).
+pub const FLUSH_CEILING_PAGES: usize = 33;
 
 /// Drops this CPU's translation for the page holding `addr`.
 pub fn flush_page(addr: VirtAddr) {
@@ -14,4 +21,33 @@ pub fn flush_all() {
     // SAFETY: writing back the current root and flags keeps the same address
     // space; the only effect is the TLB flush.
     unsafe { Cr3::write(frame, flags) };
+}
+
+/// What to flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushScope {
+    /// `pages` pages from `start` (a full flush above the ceiling).
+    Range { start: VirtAddr, pages: usize },
+    All,
+}
+
+/// Flushes `scope` on this CPU.
+pub fn flush_local(scope: FlushScope) {
+    match scope {
+        FlushScope::Range { start, pages } if pages <= FLUSH_CEILING_PAGES => {
+            for i in 0..pages as u64 {
+                flush_page(start + i * 4096);
+            }
+        }
+        _ => flush_all(),
+    }
+}
+
+/// Flushes `scope` on every CPU in `cpus` (this one too, if it is in the set),
+/// returning only when all have done it.
+pub fn shootdown(cpus: CpuSet, scope: FlushScope) {
+    if cpus.is_empty() {
+        return;
+    }
+    call_on(cpus, &move || flush_local(scope));
 }

@@ -289,6 +289,14 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         }
         VECTOR_PAGE_FAULT => page_fault(frame),
+        VECTOR_NMI => {
+            // Another CPU panicked and stops us (GS is not trusted here: an
+            // NMI can arrive in the middle of an entry path, before swapgs).
+            if crate::panic::is_panicking() {
+                super::halt_forever();
+            }
+            log::warn!("unexpected NMI");
+        }
         VECTOR_DOUBLE_FAULT => {
             let hook = DOUBLE_FAULT_HOOK.load(Ordering::Acquire);
             if hook != 0 {
