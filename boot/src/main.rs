@@ -46,7 +46,8 @@ selects the tests whose names contain it.
 options:
   --smp N          number of CPUs, 1-64 (default: $SMP or 2)
   --mem SIZE       memory, e.g. 512M or 1G (default: $MEM or 512M)
-  --ramdisk FILE   attach FILE as the ramdisk (the init archive)
+  --init FILE      run FILE as /init (packed into a cpio ramdisk)
+  --ramdisk FILE   attach FILE as the ramdisk as it is (a cpio archive)
   --timeout SECS   kill QEMU after SECS seconds, 0 for never
                    (default: $BOOT_TIMEOUT or 300)
   --image FILE     where to write the disk image (default: a temporary file)
@@ -62,6 +63,7 @@ struct Options {
     smp: u32,
     mem: String,
     ramdisk: Option<PathBuf>,
+    init: Option<PathBuf>,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
     image_only: bool,
@@ -128,6 +130,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut timeout = env("BOOT_TIMEOUT").unwrap_or_else(|| "300".into());
     let mut qemu: OsString = env("QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()).into();
     let mut ramdisk = None;
+    let mut init = None;
     let mut image = None;
     let mut image_only = false;
     let mut positional: Vec<OsString> = Vec::new();
@@ -157,6 +160,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--mem" => mem = value("--mem")?.to_string_lossy().into_owned(),
             "--timeout" => timeout = value("--timeout")?.to_string_lossy().into_owned(),
             "--ramdisk" => ramdisk = Some(PathBuf::from(value("--ramdisk")?)),
+            "--init" => init = Some(PathBuf::from(value("--init")?)),
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
             "--image-only" => image_only = true,
@@ -186,8 +190,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     if image_only && image.is_none() {
         return Err(BootError::Usage("--image-only needs --image FILE".into()));
     }
-    if test_filter.is_some() && ramdisk.is_some() {
-        return Err(BootError::Usage("a TEST-FILTER cannot be combined with --ramdisk".into()));
+    if test_filter.is_some() && (ramdisk.is_some() || init.is_some()) {
+        return Err(BootError::Usage("a TEST-FILTER cannot be combined with --ramdisk or --init".into()));
+    }
+    if ramdisk.is_some() && init.is_some() {
+        return Err(BootError::Usage("--init and --ramdisk both give the ramdisk: choose one".into()));
     }
 
     let smp = match smp.parse::<u32>() {
@@ -204,7 +211,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         }
     };
 
-    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, timeout, image, image_only, qemu }))
+    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, timeout, image, image_only, qemu }))
 }
 
 /// Accepts `<digits>[K|M|G]` (QEMU's own syntax, MiB when no suffix), at least 32 MiB.
@@ -237,12 +244,26 @@ fn run(options: &Options) -> Result<u8, BootError> {
             return Err(BootError::MissingFile { what: "ramdisk", path: ramdisk.clone() });
         }
     }
+    if let Some(init) = &options.init {
+        if !init.is_file() {
+            return Err(BootError::MissingFile { what: "init program", path: init.clone() });
+        }
+    }
     // Each run gets its own image unless told otherwise: runs in parallel
     // (cargo test, the end-to-end tests) must not share a disk.
     let scratch = Scratch::new()?;
     let image = options.image.clone().unwrap_or_else(|| scratch.path("disk.img"));
     let ramdisk = match (&options.ramdisk, &options.test_filter) {
         (Some(ramdisk), _) => Some(ramdisk.clone()),
+        (None, _) if options.init.is_some() => {
+            let init = options.init.as_ref().expect("checked");
+            let program = fs::read(init)
+                .map_err(|source| BootError::Io { context: format!("reading {}", init.display()), source })?;
+            let path = scratch.path("initrd.cpio");
+            fs::write(&path, cpio_archive(&[("init", 0o100755, &program)]))
+                .map_err(|source| BootError::Io { context: "writing the ramdisk".into(), source })?;
+            Some(path)
+        }
         (None, Some(filter)) => {
             let path = scratch.path("filter");
             fs::write(&path, format!("{TEST_FILTER_MAGIC}{filter}\n"))
@@ -394,6 +415,29 @@ fn exit_code_for(status: ExitStatus, status_file: &Path) -> u8 {
     }
 }
 
+/// A cpio archive in the "newc" format (what Linux's initramfs reads):
+/// each entry is a 110-byte ASCII header, the name, the data, 4-byte aligned.
+fn cpio_archive(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut add = |ino: usize, name: &str, mode: u32, data: &[u8]| {
+        let fields = [ino, mode as usize, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
+        out.extend_from_slice(b"070701");
+        for field in fields {
+            out.extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    };
+    for (i, (name, mode, data)) in files.iter().enumerate() {
+        add(i + 1, name, *mode, data);
+    }
+    add(0, "TRAILER!!!", 0, &[]);
+    out
+}
+
 /// A private temporary directory, removed when dropped.
 struct Scratch(PathBuf);
 
@@ -425,6 +469,16 @@ mod tests {
     }
 
     #[test]
+    fn cpio_layout() {
+        let archive = cpio_archive(&[("init", 0o100755, b"abc")]);
+        assert!(archive.starts_with(b"070701"));
+        assert_eq!(&archive[110..115], b"init\0");
+        assert_eq!(&archive[116..119], b"abc", "data starts 4-byte aligned");
+        assert_eq!(archive.len() % 4, 0);
+        assert!(archive.windows(10).any(|w| w == b"TRAILER!!!"));
+    }
+
+    #[test]
     fn memory_sizes() {
         assert_eq!(parse_mem("512M").as_deref(), Some("512M"));
         assert_eq!(parse_mem("1G").as_deref(), Some("1024M"));
@@ -447,6 +501,7 @@ mod tests {
         assert!(parse(&["target/deps/kernel-1234", "--quiet", "--nocapture"]).unwrap().is_some());
         assert!(matches!(parse(&["kernel", "--quiet"]), Err(BootError::Usage(_))));
         assert!(matches!(parse(&["--image-only", "k"]), Err(BootError::Usage(_))));
+        assert!(matches!(parse(&["--init", "a", "--ramdisk", "b", "k"]), Err(BootError::Usage(_))));
         assert!(parse(&["--image-only", "--image", "k.img", "k"]).unwrap().is_some());
     }
 }

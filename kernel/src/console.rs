@@ -69,6 +69,16 @@ fn write_bytes(uart: &mut Uart16550<PioBackend>, bytes: &[u8]) {
     BYTES_WRITTEN.fetch_add(bytes.len() as u64, Ordering::Relaxed);
 }
 
+/// A byte typed on the console, if one is waiting.
+pub fn read_byte() -> Option<u8> {
+    SERIAL.lock().as_mut().and_then(|uart| uart.try_receive_byte().ok())
+}
+
+/// A line that is always shown, whatever the log level (the boot summary).
+pub fn kernel_line(args: fmt::Arguments) {
+    _print(format_args!("[kernel] {args}\n"));
+}
+
 /// Writes raw bytes (a user program's output) to the console.
 pub fn write(bytes: &[u8]) {
     if let Some(uart) = SERIAL.lock().as_mut() {

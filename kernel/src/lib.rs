@@ -18,6 +18,8 @@ pub mod console;
 pub mod mm;
 pub mod panic;
 pub mod sync;
+pub mod syscall;
+pub mod task;
 pub mod testing;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};

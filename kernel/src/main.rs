@@ -1,15 +1,23 @@
-//! The kernel binary: boot, show that memory management works, shut down.
+//! The kernel binary: boot, run /init from the ramdisk, exit with its status.
 
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use bootloader_api::{entry_point, BootInfo};
+use kernel::mm::addrspace::frames_in_use;
 use kernel::mm::{demand, frame, heap};
+use kernel::task::loader::{self, INIT_ARGV, INIT_ENVP};
+use kernel::task::{cpio, timer};
 
 entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 
+/// Exit statuses for a missing or unusable /init (as a shell reports them).
+const STATUS_NOT_FOUND: u8 = 127;
+const STATUS_NOT_EXECUTABLE: u8 = 126;
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
-    let started = kernel::arch::read_tsc();
     kernel::init(boot_info);
     let frames = frame::stats();
     log::info!(
@@ -18,29 +26,61 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         frames.free * 4 / 1024,
         heap::stats().size / 1024
     );
-    for r in kernel::mm::boot_memory_regions() {
-        log::debug!("memory {:#x}..{:#x} {:?}", r.start, r.end, r.kind);
-    }
-    demo_demand_paging();
-    log::info!("boot: done in {} M TSC cycles; shutting down", (kernel::arch::read_tsc() - started) / 1_000_000);
-    kernel::shutdown(0)
+    check_demand_paging();
+    kernel::shutdown(run_init())
 }
 
-/// Touches pages of the demand-mapped region: each first touch is a real #PF
-/// that the kernel resolves by mapping a zeroed frame.
-fn demo_demand_paging() {
-    const PAGES: u64 = 16;
-    let before = demand::faults();
-    let base = demand::start();
-    for i in 0..PAGES {
-        let ptr = (base + i * 4096).as_mut_ptr::<u64>();
-        // SAFETY: the demand region is reserved for this; the page-fault handler
-        // maps a zeroed frame on first touch and nothing else uses these pages.
-        unsafe { ptr.write_volatile(i) };
+/// Runs /init and waits for it; returns its wait status (128 + signal if killed).
+fn run_init() -> u8 {
+    let Some(ramdisk) = kernel::mm::ramdisk() else {
+        log::error!("no ramdisk, so no /init to run (boot with --init FILE)");
+        return STATUS_NOT_FOUND;
+    };
+    let file = match cpio::find(ramdisk, "/init") {
+        Ok(Some(entry)) => entry.data,
+        Ok(None) => {
+            log::error!("the ramdisk has no /init");
+            return STATUS_NOT_FOUND;
+        }
+        Err(err) => {
+            log::error!("the ramdisk is not a cpio (newc) archive: {err:?}");
+            return STATUS_NOT_FOUND;
+        }
+    };
+    let before = frames_in_use();
+    let process = match loader::spawn(file, INIT_ARGV, INIT_ENVP) {
+        Ok(process) => process,
+        Err(err) => {
+            log::error!("cannot run /init: {err:?}");
+            return STATUS_NOT_EXECUTABLE;
+        }
+    };
+    let status = process.wait();
+    // The last threads free their stacks once their CPUs have switched away.
+    let deadline = kernel::arch::time::now_ns() + 5_000_000_000;
+    while (process.live_thread_objects() > 0 || alloc::sync::Arc::strong_count(&process) > 1)
+        && kernel::arch::time::now_ns() < deadline
+    {
+        timer::sleep_ns(1_000_000);
     }
-    let faults = demand::faults() - before;
-    log::info!("demand paging: touched {PAGES} pages, {faults} page faults resolved");
-    demand::release(base, PAGES * 4096);
+    drop(process);
+    let after = frames_in_use();
+    log::info!("init exited with status {status}; frames in use before {before}, after {after}");
+    if after != before {
+        log::warn!("init's process leaked {} frames", after as i64 - before as i64);
+    }
+    status
+}
+
+/// The kernel's own demand-paged region works (first touch maps a page).
+fn check_demand_paging() {
+    let before = demand::faults();
+    let page = demand::start();
+    // SAFETY: the demand region is reserved for this; the page-fault handler
+    // maps a zeroed frame on first touch, and nothing else uses this page.
+    unsafe { page.as_mut_ptr::<u64>().write_volatile(1) };
+    log::debug!("demand paging: {} fault(s) resolved", demand::faults() - before);
+    demand::release(page, 4096);
 }
 
 #[panic_handler]

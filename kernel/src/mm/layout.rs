@@ -3,7 +3,7 @@
 //! copying the upper 256 PML4 entries once.
 //!
 //! ```text
-//! 0x0000_0000_0000_0000 .. 0x0000_8000_0000_0000  user space
+//! 0x0000_0000_0000_0000 .. 0x0000_7fff_ffff_f000  user space
 //! 0xffff_8000_0000_0000 .. 0xffff_c000_0000_0000  placed by the bootloader: kernel image,
 //!                                                 boot stack, boot info, ramdisk
 //! 0xffff_c000_0000_0000  (PML4 384)               kernel heap
@@ -13,7 +13,9 @@
 //! 0xffff_d000_0000_0000  (PML4 416)               all physical memory, 1:1 at an offset
 //! ```
 
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One page below the canonical boundary, as Linux's TASK_SIZE: mappings,
+/// FS bases and user pointers must end at or below it.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
 pub const BOOTLOADER_RANGE_START: u64 = 0xffff_8000_0000_0000;
 pub const BOOTLOADER_RANGE_END: u64 = 0xffff_bfff_ffff_f000;

@@ -1,6 +1,7 @@
 //! Memory management: physical frames, page tables, the kernel heap and
 //! page-fault handling.
 
+pub mod addrspace;
 pub mod demand;
 pub mod fault;
 pub mod frame;
@@ -8,6 +9,7 @@ pub mod heap;
 pub mod kstack;
 pub mod layout;
 pub mod paging;
+pub mod uaccess;
 
 use bootloader_api::info::MemoryRegion;
 use bootloader_api::BootInfo;

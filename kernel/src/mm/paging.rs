@@ -22,7 +22,7 @@ use super::phys_to_virt;
 pub use x86_64::structures::paging::PageTableFlags as Flags;
 
 /// Physical address bits of an entry.
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 const ENTRIES: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +204,42 @@ impl PageTable {
             })
             .map(|old| PageTableFlags::from_bits_truncate(old & !ADDR_MASK))
             .map_err(|_| UnmapError::NotMapped)
+    }
+
+    /// The leaf entry for `page`, creating missing tables with user-level
+    /// intermediate flags when `create`. For the address-space code, which
+    /// keeps its own entry formats (e.g. PROT_NONE pages) with atomic updates.
+    pub(crate) fn user_pte(&self, page: Page<Size4KiB>, create: bool) -> Result<&'static AtomicU64, MapError> {
+        let flags = create.then(|| intermediate_flags(PageTableFlags::USER_ACCESSIBLE));
+        self.walk(page.start_address(), flags, 1).map_err(|e| match e {
+            WalkError::Missing => MapError::AlreadyMapped,
+            other => MapError::from(other),
+        })
+    }
+
+    /// Frees every page-table page of the lower (user) half. The leaf entries
+    /// must already be empty (their frames released by the caller).
+    ///
+    /// # Safety
+    /// No CPU has this table loaded and no CPU caches translations from it
+    /// (it was flushed), and nothing walks it concurrently.
+    pub(crate) unsafe fn free_user_tables(&self) {
+        fn free_level(table: PhysAddr, level: u8, range: core::ops::Range<usize>) {
+            for index in range {
+                let value = entries(table)[index].swap(0, Ordering::AcqRel);
+                if value & PageTableFlags::PRESENT.bits() == 0 || value & PageTableFlags::HUGE_PAGE.bits() != 0 {
+                    continue;
+                }
+                let child = PhysAddr::new(value & ADDR_MASK);
+                if level > 2 {
+                    free_level(child, level - 1, 0..ENTRIES);
+                }
+                // SAFETY: `child` is a page-table frame this table owned
+                // (installed by `walk` from `Frame::into_raw`), now unlinked.
+                drop(unsafe { Frame::from_raw(PhysFrame::containing_address(child)) });
+            }
+        }
+        free_level(self.root.start_address(), 4, 0..ENTRIES / 2);
     }
 
     /// Where `addr` leads, if anywhere (huge pages included).

@@ -10,6 +10,8 @@
 //! 5. the frame allocator lock (`mm::frame`)
 //! 6. the console lock (`console`): may be taken anywhere, takes nothing itself
 
+mod sleeping;
 mod spinlock;
 
+pub use sleeping::{Mutex, MutexGuard, ReadGuard, RwSem, WriteGuard};
 pub use spinlock::{SpinLock, SpinLockGuard};

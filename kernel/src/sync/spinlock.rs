@@ -41,6 +41,18 @@ impl<T> SpinLock<T> {
     }
 }
 
+impl<T: Default> Default for SpinLock<T> {
+    fn default() -> Self {
+        SpinLock::new(T::default())
+    }
+}
+
+impl<T> core::fmt::Debug for SpinLock<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.is_locked() { "SpinLock(locked)" } else { "SpinLock" })
+    }
+}
+
 pub struct SpinLockGuard<'a, T> {
     // An `Option` only so that `drop` can release the lock before restoring
     // the interrupt flag; it is `Some` for the guard's whole life.

@@ -57,36 +57,57 @@ impl Default for IstStack {
     }
 }
 
+/// A CPU's TSS. Its RSP0 changes at every switch to a thread, so it lives in
+/// an `UnsafeCell`; only its own CPU writes it (with interrupts off).
+pub struct TssCell(UnsafeCell<TaskStateSegment>);
+
+// SAFETY: each TSS is written only by the CPU that owns it, in `set_kernel_stack`
+// with interrupts disabled; other CPUs never touch it.
+unsafe impl Sync for TssCell {}
+
+impl TssCell {
+    /// The stack the CPU switches to on an interrupt or exception from user mode.
+    pub fn set_kernel_stack(&self, top: VirtAddr) {
+        let saved = super::disable_interrupts();
+        // SAFETY: see the `Sync` impl: we are on the owning CPU with interrupts off.
+        unsafe { (*self.0.get()).privilege_stack_table[0] = top };
+        super::restore_interrupts(saved);
+    }
+}
+
 /// One CPU's descriptor tables.
 pub struct CpuTables {
     gdt: GlobalDescriptorTable,
     selectors: Selectors,
+    pub tss: &'static TssCell,
 }
 
 static BOOT_IST: [IstStack; IST_COUNT] = [IstStack::new(), IstStack::new(), IstStack::new()];
-static BOOT_TSS: Once<TaskStateSegment> = Once::new();
+static BOOT_TSS: Once<TssCell> = Once::new();
 static BOOT_TABLES: Once<CpuTables> = Once::new();
 
 /// Builds a TSS whose IST slots point at `stacks`.
-pub fn new_tss(stacks: &'static [IstStack; IST_COUNT]) -> TaskStateSegment {
+pub fn new_tss(stacks: &'static [IstStack; IST_COUNT]) -> TssCell {
     let mut tss = TaskStateSegment::new();
     for (slot, stack) in stacks.iter().enumerate() {
         tss.interrupt_stack_table[slot] = stack.top();
     }
-    tss
+    TssCell(UnsafeCell::new(tss))
 }
 
 /// Builds the GDT for a CPU whose TSS is `tss`.
-pub fn new_tables(tss: &'static TaskStateSegment) -> CpuTables {
+pub fn new_tables(tss: &'static TssCell) -> CpuTables {
     let mut gdt = GlobalDescriptorTable::new();
     let selectors = Selectors {
         kernel_code: gdt.append(Descriptor::kernel_code_segment()),
         kernel_data: gdt.append(Descriptor::kernel_data_segment()),
         user_data: gdt.append(Descriptor::user_data_segment()),
         user_code: gdt.append(Descriptor::user_code_segment()),
-        tss: gdt.append(Descriptor::tss_segment(tss)),
+        // SAFETY: the TSS is 'static and stays valid; the CPU reads it through
+        // this descriptor while we change only RSP0 (see `TssCell`).
+        tss: gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss.0.get()) }),
     };
-    CpuTables { gdt, selectors }
+    CpuTables { gdt, selectors, tss }
 }
 
 /// Loads `tables` on this CPU and reloads every segment register.
@@ -108,6 +129,10 @@ pub fn load(tables: &'static CpuTables) {
 pub fn init_boot_cpu() {
     let tss = BOOT_TSS.call_once(|| new_tss(&BOOT_IST));
     load(BOOT_TABLES.call_once(|| new_tables(tss)));
+}
+
+pub fn boot_cpu_tables() -> &'static CpuTables {
+    BOOT_TABLES.get().expect("GDT loaded on the boot CPU")
 }
 
 /// The selectors every CPU uses (all GDTs have the same layout).

@@ -3,6 +3,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod context;
 pub mod extable;
 pub mod gdt;
 pub mod ipi;
@@ -10,12 +11,13 @@ pub mod percpu;
 pub mod pic;
 pub mod qemu;
 pub mod smp;
+pub mod syscall;
 pub mod time;
 pub mod tlb;
 pub mod traps;
 
 use ::x86_64::instructions::interrupts;
-use ::x86_64::registers::control::{Cr0, Cr0Flags};
+use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use ::x86_64::registers::model_specific::{Efer, EferFlags};
 
 pub use traps::TrapFrame;
@@ -68,7 +70,8 @@ pub fn init_smp(rsdp: Option<u64>) {
         acpi::CpuTopology { lapic_phys: 0xfee0_0000, apic_ids: alloc::vec::Vec::new() }
     });
     apic::init_boot_cpu(topology.lapic_phys);
-    percpu::init(0, apic::id());
+    percpu::init(0, apic::id(), gdt::boot_cpu_tables().tss);
+    syscall::init_this_cpu();
     traps::set_irq_handler(time::TIMER_VECTOR, time::handle_tick);
     traps::set_irq_handler(ipi::CALL_VECTOR, ipi::handle_call_ipi);
     traps::set_irq_handler(apic::ERROR_VECTOR, apic::handle_error);
@@ -76,10 +79,11 @@ pub fn init_smp(rsdp: Option<u64>) {
         traps::SPURIOUS_INTERRUPTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     });
     time::calibrate();
+    crate::task::sched::init_boot_cpu();
     time::start_tick();
     ipi::mark_online(0);
     let started = smp::start_aps(&topology.apic_ids);
-    log::info!("smp: {started} CPUs online");
+    crate::console::kernel_line(format_args!("smp: {started} CPUs online"));
     log::debug!(
         "smp: {} APIC, APs started in {} ms, TSC {} MHz, APIC timer {} kHz",
         if apic::is_x2apic() { "x2" } else { "x" },
@@ -112,8 +116,17 @@ pub(crate) fn enable_paging_features() {
     // does the read-modify-write of the MSR.
     unsafe { Efer::update(|flags| flags.insert(EferFlags::NO_EXECUTE_ENABLE)) };
     // SAFETY: CR0.WP makes ring 0 respect read-only mappings; the kernel never
-    // relies on writing through a read-only mapping.
-    unsafe { Cr0::update(|flags| flags.insert(Cr0Flags::WRITE_PROTECT)) };
+    // relies on writing through a read-only mapping. MP without EM: x87/SSE
+    // instructions run natively (user programs use them; the kernel does not).
+    unsafe {
+        Cr0::update(|flags| {
+            flags.insert(Cr0Flags::WRITE_PROTECT | Cr0Flags::MONITOR_COPROCESSOR);
+            flags.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
+        })
+    };
+    // SAFETY: OSFXSR/OSXMMEXCPT enable SSE and FXSAVE for user programs;
+    // they change no mapping and no kernel state.
+    unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE)) };
 }
 
 /// Halts this CPU for good, waking only to halt again.

@@ -8,7 +8,7 @@
 //! may read them (statistics, the call queue), and an interrupt handler on
 //! the same CPU may run in the middle of an update.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use ::x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use ::x86_64::VirtAddr;
@@ -34,6 +34,15 @@ pub struct PerCpu {
     pub ticks: AtomicU64,
     /// Cross-CPU calls waiting to run here.
     pub calls: SpinLock<CallQueue>,
+    /// While non-zero the scheduler must not switch away (`PreemptGuard`).
+    pub preempt_count: AtomicUsize,
+    /// Set by the tick (or a wake-up IPI): switch at the next chance.
+    pub need_resched: AtomicBool,
+    /// The running thread, owned by the scheduler (`task::sched`), as a raw
+    /// `Arc` pointer; 0 before the scheduler runs on this CPU.
+    pub current_task: AtomicUsize,
+    /// This CPU's TSS, whose RSP0 follows the running thread.
+    pub tss: &'static super::gdt::TssCell,
 }
 
 // SAFETY: `self_ptr` is only ever the structure's own (immutable, 'static)
@@ -53,7 +62,7 @@ static READY: AtomicBool = AtomicBool::new(false);
 
 /// Creates CPU `cpu`'s data and points this CPU's GS base at it.
 /// Called once per CPU, on that CPU, before anything uses `current()`.
-pub fn init(cpu: usize, apic_id: u32) {
+pub fn init(cpu: usize, apic_id: u32, tss: &'static super::gdt::TssCell) {
     assert!(cpu < MAX_CPUS, "at most {MAX_CPUS} CPUs");
     let data: &'static mut PerCpu = alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu {
         self_ptr: core::ptr::null(),
@@ -63,6 +72,10 @@ pub fn init(cpu: usize, apic_id: u32) {
         apic_id,
         ticks: AtomicU64::new(0),
         calls: SpinLock::new(CallQueue::new()),
+        preempt_count: AtomicUsize::new(0),
+        need_resched: AtomicBool::new(false),
+        current_task: AtomicUsize::new(0),
+        tss,
     }));
     data.self_ptr = data;
     let ptr: *mut PerCpu = data;
@@ -97,4 +110,45 @@ pub fn get(cpu: usize) -> Option<&'static PerCpu> {
     let ptr = CPUS.get(cpu)?.load(Ordering::Acquire);
     // SAFETY: non-null entries are leaked `PerCpu`s that live forever.
     (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+/// Keeps the current thread on this CPU (no preemption) while it lives.
+/// Interrupts stay on; the tick just defers its switch.
+pub struct PreemptGuard {
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl PreemptGuard {
+    pub fn new() -> Self {
+        if READY.load(Ordering::Acquire) {
+            // A single instruction on our own GS: cannot be split by an
+            // interrupt or a migration.
+            // SAFETY: GS points at this CPU's PerCpu; the offset is that of
+            // `preempt_count` (checked below).
+            unsafe { core::arch::asm!("lock inc qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+        }
+        PreemptGuard { _not_send: core::marker::PhantomData }
+    }
+}
+
+impl Default for PreemptGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PreemptGuard {
+    fn drop(&mut self) {
+        if READY.load(Ordering::Acquire) {
+            // SAFETY: as in `new`; we never migrated while the count was raised.
+            unsafe { core::arch::asm!("lock dec qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+        }
+    }
+}
+
+const PREEMPT_COUNT_OFFSET: usize = core::mem::offset_of!(PerCpu, preempt_count);
+
+/// Whether the scheduler may switch away from the current thread now.
+pub fn preemptible() -> bool {
+    current().preempt_count.load(Ordering::Relaxed) == 0
 }

@@ -272,14 +272,16 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     // SAFETY: the kernel's page table maps everything this CPU touches from
     // here on (kernel half), like on the boot CPU.
     unsafe { Cr3::write(kernel_page_table().root(), Cr3Flags::empty()) };
-    percpu::init(boot.cpu, boot.apic_id);
+    percpu::init(boot.cpu, boot.apic_id, boot.tables.tss);
     traps::load_idt();
     super::enable_paging_features();
+    super::syscall::init_this_cpu();
     apic::init_this_cpu();
     time::start_tick();
+    crate::task::sched::init_this_cpu_idle();
     ipi::mark_online(boot.cpu);
     CHECKED_IN.store(true, Ordering::Release);
-    super::idle()
+    crate::task::sched::idle_loop()
 }
 
 #[cfg(test)]

@@ -49,6 +49,61 @@ pub fn calibrate() {
     TSC_HZ.store(tsc_delta * 1000 / CALIBRATION_MS, Ordering::Relaxed);
     APIC_TIMER_HZ.store(apic_delta as u64 * 1000 / CALIBRATION_MS, Ordering::Relaxed);
     TSC_AT_BOOT.store(read_tsc(), Ordering::Relaxed);
+    EPOCH_AT_BOOT.store(read_rtc_epoch(), Ordering::Relaxed);
+}
+
+/// Seconds since the Unix epoch at calibration, from the CMOS clock.
+static EPOCH_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+
+/// Wall-clock time: the CMOS clock at boot plus the monotonic clock since.
+pub fn realtime_ns() -> u64 {
+    EPOCH_AT_BOOT.load(Ordering::Relaxed).saturating_mul(1_000_000_000).saturating_add(now_ns())
+}
+
+fn cmos_read(register: u8) -> u8 {
+    let mut index = Port::<u8>::new(0x70);
+    let mut data = Port::<u8>::new(0x71);
+    // SAFETY: ports 0x70/0x71 are the CMOS index and data registers; reading
+    // a clock register has no side effect beyond selecting it (NMIs stay enabled: bit 7 clear).
+    unsafe {
+        index.write(register);
+        data.read()
+    }
+}
+
+/// Reads the CMOS real-time clock (UTC), waiting out an update in progress.
+fn read_rtc_epoch() -> u64 {
+    let read_all = || {
+        while cmos_read(0x0a) & 0x80 != 0 {
+            core::hint::spin_loop();
+        }
+        [0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32].map(cmos_read)
+    };
+    // Read until two readings agree, so no field rolls over mid-read.
+    let mut values = read_all();
+    loop {
+        let again = read_all();
+        if again == values {
+            break;
+        }
+        values = again;
+    }
+    let binary = cmos_read(0x0b) & 0x04 != 0;
+    let decode = |v: u8| if binary { v as u64 } else { ((v >> 4) * 10 + (v & 0x0f)) as u64 };
+    let [sec, min, hour, day, month, year, century] = values.map(decode);
+    let year = if century >= 19 { century * 100 + year } else { 2000 + year };
+    days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec
+}
+
+/// Days from 1970-01-01 to the given date (proleptic Gregorian calendar).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year } as i64;
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) as u64
 }
 
 pub fn tsc_hz() -> u64 {
@@ -86,6 +141,12 @@ pub fn start_tick() {
 }
 
 pub fn handle_tick(_frame: &mut super::TrapFrame) {
-    percpu::current().ticks.fetch_add(1, Ordering::Relaxed);
+    let this = percpu::current();
+    this.ticks.fetch_add(1, Ordering::Relaxed);
     apic::eoi();
+    if this.cpu == 0 {
+        crate::task::timer::expire(now_ns());
+    }
+    // One tick is a time slice.
+    this.need_resched.store(true, Ordering::Relaxed);
 }

@@ -235,6 +235,8 @@ pub enum FaultOutcome {
     Resolved,
     /// Not ours to resolve: try a fix-up, else report.
     Unhandled,
+    /// The faulting user process was killed; the thread leaves on its way out.
+    Killed,
 }
 
 /// The access that faulted, decoded from the page-fault error code.
@@ -285,7 +287,7 @@ impl fmt::Display for PageFaultInfo {
 extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     match vector {
-        VECTOR_BREAKPOINT => {
+        VECTOR_BREAKPOINT if !frame.from_user() => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         }
         VECTOR_PAGE_FAULT => page_fault(frame),
@@ -295,7 +297,10 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
             if crate::panic::is_panicking() {
                 super::halt_forever();
             }
-            log::warn!("unexpected NMI");
+            // Otherwise someone asked for a look inside (QEMU monitor `nmi`).
+            if cfg!(debug_assertions) && !frame.from_user() || frame.from_user() {
+                crate::task::sched::debug_dump();
+            }
         }
         VECTOR_DOUBLE_FAULT => {
             let hook = DOUBLE_FAULT_HOOK.load(Ordering::Acquire);
@@ -307,6 +312,7 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
             }
             exception_report(frame)
         }
+        0..FIRST_IRQ_VECTOR if frame.from_user() => crate::task::user_exception(vector, frame),
         0..FIRST_IRQ_VECTOR => exception_report(frame),
         _ => {
             let handler = IRQ_HANDLERS[vector as usize].load(Ordering::Acquire);
@@ -320,14 +326,20 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
             } else {
                 log::warn!("interrupt on vector {vector} with no handler");
             }
+            // The tick or a wake-up may ask for a switch.
+            crate::task::sched::preempt_point();
         }
+    }
+    if frame.from_user() {
+        crate::task::return_to_user(frame);
     }
 }
 
 fn page_fault(frame: &mut TrapFrame) {
     let info = PageFaultInfo::decode(Cr2::read_raw(), frame.error_code);
-    if crate::mm::fault::handle_page_fault(&info) == FaultOutcome::Resolved {
-        return;
+    match crate::mm::fault::handle_page_fault(&info, frame) {
+        FaultOutcome::Resolved | FaultOutcome::Killed => return,
+        FaultOutcome::Unhandled => {}
     }
     if !frame.from_user() {
         if let Some(fixup) = super::extable::fixup_for(frame.rip) {

@@ -1,0 +1,68 @@
+//! Reading and writing user memory from the kernel.
+//!
+//! Every user pointer is range-checked (it must lie below `USER_END`, without
+//! wrapping) and then copied with `copy_fallible`, so a pointer into an
+//! unmapped or protected page becomes `Efault` instead of a kernel crash. A
+//! copy may fault pages in (through the usual fault path), so callers must
+//! not hold `mmap_lock` or any spinlock while copying.
+
+use super::layout::USER_END;
+use crate::arch::extable::copy_fallible;
+
+/// A bad user pointer: the system call returns EFAULT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Efault;
+
+fn check_range(addr: u64, len: usize) -> Result<(), Efault> {
+    match addr.checked_add(len as u64) {
+        Some(end) if end <= USER_END => Ok(()),
+        _ => Err(Efault),
+    }
+}
+
+/// Copies `dst.len()` bytes from user address `src`.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Efault> {
+    check_range(src, dst.len())?;
+    // SAFETY: the destination is our own buffer; the source is user memory
+    // (never device memory: user mappings are anonymous RAM), and a fault is
+    // fixed up into an error.
+    unsafe { copy_fallible(dst.as_mut_ptr(), src as *const u8, dst.len()) }.map_err(|_| Efault)
+}
+
+/// Copies `src` to user address `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Efault> {
+    check_range(dst, src.len())?;
+    // SAFETY: the destination is below USER_END, so it is user memory, never
+    // a kernel structure; writes that fault are fixed up into an error.
+    unsafe { copy_fallible(dst as *mut u8, src.as_ptr(), src.len()) }.map_err(|_| Efault)
+}
+
+/// Plain data that may be copied to and from user memory byte for byte.
+///
+/// # Safety
+/// Every bit pattern is a valid value, and the type has no padding bytes
+/// (so copying it out leaks no kernel memory).
+pub unsafe trait UserData: Copy + Default {}
+
+// SAFETY: integers accept every bit pattern and have no padding.
+unsafe impl UserData for u32 {}
+// SAFETY: as above.
+unsafe impl UserData for i32 {}
+// SAFETY: as above.
+unsafe impl UserData for u64 {}
+// SAFETY: as above.
+unsafe impl UserData for i64 {}
+
+pub fn read_user<T: UserData>(addr: u64) -> Result<T, Efault> {
+    let mut value = T::default();
+    // SAFETY: `T: UserData` is plain data, so its bytes may be overwritten with any pattern.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>()) };
+    copy_from_user(bytes, addr)?;
+    Ok(value)
+}
+
+pub fn write_user<T: UserData>(addr: u64, value: &T) -> Result<(), Efault> {
+    // SAFETY: `T: UserData` has no padding, so all its bytes are initialised.
+    let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
+    copy_to_user(addr, bytes)
+}

@@ -1,0 +1,119 @@
+//! The Linux x86_64 system-call ABI: numbers, arguments (rdi, rsi, rdx, r10,
+//! r8, r9), results in rax (negative errno on failure).
+//!
+//! Handlers are thin: decode and check arguments, call into `mm` or `task`,
+//! map the typed error to an errno. Anything not implemented returns ENOSYS
+//! and is logged once per number.
+
+mod io;
+mod memory;
+mod thread;
+mod time;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::traps::TrapFrame;
+use crate::mm::uaccess::Efault;
+
+/// Linux errno values we return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Errno {
+    EPERM = 1,
+    EINTR = 4,
+    EBADF = 9,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EFAULT = 14,
+    EEXIST = 17,
+    ENODEV = 19,
+    EINVAL = 22,
+    ENOSYS = 38,
+    EOVERFLOW = 75,
+    ETIMEDOUT = 110,
+}
+
+impl From<Efault> for Errno {
+    fn from(_: Efault) -> Self {
+        Errno::EFAULT
+    }
+}
+
+pub type SysResult = Result<u64, Errno>;
+
+pub mod nr {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const BRK: u64 = 12;
+    pub const WRITEV: u64 = 20;
+    pub const SCHED_YIELD: u64 = 24;
+    pub const MADVISE: u64 = 28;
+    pub const NANOSLEEP: u64 = 35;
+    pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
+    pub const EXIT: u64 = 60;
+    pub const UNAME: u64 = 63;
+    pub const GETPPID: u64 = 110;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const GETTID: u64 = 186;
+    pub const FUTEX: u64 = 202;
+    pub const SET_TID_ADDRESS: u64 = 218;
+    pub const CLOCK_GETTIME: u64 = 228;
+    pub const EXIT_GROUP: u64 = 231;
+}
+
+/// Numbers already reported as unimplemented (one bit each, up to 511).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn report_unimplemented(number: u64) {
+    let first_time = match REPORTED.get(number as usize / 64) {
+        Some(word) => word.fetch_or(1 << (number % 64), Ordering::Relaxed) & (1 << (number % 64)) == 0,
+        None => true,
+    };
+    if first_time {
+        log::warn!("system call {number} is not implemented: returning ENOSYS");
+    }
+}
+
+pub fn dispatch(frame: &mut TrapFrame) {
+    let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let result = match frame.rax {
+        nr::READ => io::read(a[0], a[1], a[2]),
+        nr::WRITE => io::write(a[0], a[1], a[2]),
+        nr::WRITEV => io::writev(a[0], a[1], a[2]),
+        nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
+        nr::MUNMAP => memory::munmap(a[0], a[1]),
+        nr::BRK => memory::brk(a[0]),
+        nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
+        nr::SCHED_YIELD => thread::sched_yield(),
+        nr::NANOSLEEP => time::nanosleep(a[0], a[1]),
+        nr::GETPID => thread::getpid(),
+        nr::GETPPID => thread::getppid(),
+        nr::GETTID => thread::gettid(),
+        nr::CLONE => thread::clone(frame, a[0], a[1], a[2], a[3], a[4]),
+        nr::EXIT => thread::exit(a[0]),
+        nr::EXIT_GROUP => thread::exit_group(a[0]),
+        nr::UNAME => thread::uname(a[0]),
+        nr::ARCH_PRCTL => thread::arch_prctl(a[0], a[1]),
+        nr::FUTEX => thread::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
+        nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
+        number => {
+            report_unimplemented(number);
+            Err(Errno::ENOSYS)
+        }
+    };
+    frame.rax = match result {
+        Ok(value) => value,
+        Err(errno) => (-(errno as i64)) as u64,
+    };
+}
+
+/// The running process (system calls only come from user threads).
+fn current_process() -> alloc::sync::Arc<crate::task::Process> {
+    crate::task::sched::current().process.clone().expect("system calls come from user threads")
+}

@@ -1,0 +1,87 @@
+//! Threads, processes and scheduling.
+
+pub mod cpio;
+pub mod elf;
+pub mod futex;
+pub mod loader;
+pub mod process;
+pub mod sched;
+pub mod thread;
+pub mod timer;
+pub mod wait;
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use crate::arch::traps::TrapFrame;
+pub use process::{Process, Signal};
+pub use thread::Thread;
+
+/// The running thread, if the scheduler runs on this CPU.
+pub fn current_thread() -> Option<Arc<Thread>> {
+    if crate::arch::percpu::current().current_task.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    Some(sched::current())
+}
+
+/// Called on every way back to user mode (after a system call, an interrupt
+/// or an exception from user mode): leave if the process is going down,
+/// switch if the tick asked for it.
+pub fn return_to_user(_frame: &mut TrapFrame) {
+    loop {
+        let thread = sched::current();
+        if thread.process.as_ref().is_some_and(|p| p.is_exiting()) {
+            drop(thread);
+            exit_thread(0);
+        }
+        drop(thread);
+        if crate::arch::percpu::current().need_resched.load(Ordering::Relaxed) {
+            sched::schedule();
+            continue;
+        }
+        return;
+    }
+}
+
+/// Ends the running user thread with `code` (its process's status if it is
+/// the last). CLONE_CHILD_CLEARTID: clears the word and wakes one waiter,
+/// so a joining thread sees the exit.
+pub fn exit_thread(code: u8) -> ! {
+    let thread = sched::current();
+    let process = thread.process.clone().expect("a user thread");
+    let clear = thread.clear_child_tid.swap(0, Ordering::AcqRel);
+    if clear != 0 && !process.is_exiting() {
+        // A bad address is the program's problem, not ours: ignore the fault.
+        let _ = crate::mm::uaccess::write_user(clear, &0u32);
+        futex::wake(process.mm.id, clear, 1);
+    }
+    process.thread_exited(&thread, code);
+    drop(process);
+    drop(thread);
+    sched::exit_current()
+}
+
+/// A CPU exception in user mode other than a page fault: the fatal signal
+/// Linux would send, with a log line.
+pub fn user_exception(vector: u8, frame: &mut TrapFrame) {
+    let signal = match vector {
+        0 | 16 | 19 => Signal::Fpe,
+        1 | 3 => Signal::Trap,
+        6 => Signal::Ill,
+        17 => Signal::Bus,
+        _ => Signal::Segv,
+    };
+    if let Some(thread) = current_thread() {
+        if let Some(process) = thread.process.as_ref() {
+            log::warn!(
+                "pid {} (tid {}) killed by {signal:?}: exception {vector} (error code {:#x}) at rip {:#x}",
+                process.pid,
+                thread.tid,
+                frame.error_code,
+                frame.rip
+            );
+            process.kill(signal);
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The scheduler: per-CPU run queues, preemption from the tick, work
+//! stealing by idle CPUs, and the switch itself.
+//!
+//! One lock, `SCHED_LOCK`, guards every run queue and every thread's `state`
+//! and `on_cpu` (the xv6 design). A CPU takes it before deciding to switch
+//! and the thread it switches *to* releases it (`finish_switch`), so no other
+//! CPU can pick, queue or wake a thread whose registers are half saved.
+//! Rules that follow:
+//! - A thread is in a run queue only while `Runnable` and not on a CPU.
+//! - Blocking: the thread sets itself `Blocked` (under its wait queue's lock,
+//!   see `wait`), then calls `schedule`. A waker that finds it still on its
+//!   CPU only marks it `Runnable`; `schedule` then keeps running it.
+//! - `SCHED_LOCK` is a leaf apart from what `finish_switch` does after
+//!   releasing it. Spinning on it serves cross-CPU calls, so a CPU waiting for
+//!   a TLB shootdown cannot be deadlocked by CPUs spinning here.
+//! (A fine-grained version with per-thread flags raced: a thread could be
+//! queued while another CPU still ran it, and two CPUs then waited for each
+//! other forever.)
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::arch::apic::{self, Delivery, Destination};
+use crate::arch::ipi::online;
+use crate::arch::percpu::{self, MAX_CPUS};
+use crate::sync::SpinLock;
+
+use super::thread::{Thread, ThreadState};
+
+pub const RESCHED_VECTOR: u8 = 0xf2;
+
+/// The scheduler lock: acquired and released in different threads (across
+/// a switch), so it is a bare flag rather than a guard-based lock. Callers
+/// keep interrupts off while they hold it.
+struct SchedLock(AtomicBool);
+
+static SCHED_LOCK: SchedLock = SchedLock(AtomicBool::new(false));
+
+impl SchedLock {
+    fn acquire(&self) {
+        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            crate::arch::ipi::serve_calls();
+            core::hint::spin_loop();
+        }
+    }
+
+    fn release(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The run queues, guarded by `SCHED_LOCK`.
+struct RunQueues([UnsafeCell<VecDeque<Arc<Thread>>>; MAX_CPUS]);
+
+// SAFETY: every access goes through `queues()`, which requires `SCHED_LOCK`.
+unsafe impl Sync for RunQueues {}
+
+static RUN_QUEUES: RunQueues = RunQueues([const { UnsafeCell::new(VecDeque::new()) }; MAX_CPUS]);
+/// Queue lengths, readable without the lock (placement and idle checks).
+static QUEUE_LEN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// The run queue of `cpu`.
+///
+/// # Safety
+/// The caller holds `SCHED_LOCK` and does not keep the reference past it.
+unsafe fn queue(cpu: usize) -> &'static mut VecDeque<Arc<Thread>> {
+    // SAFETY: exclusive under `SCHED_LOCK` (the caller's guarantee).
+    unsafe { &mut *RUN_QUEUES.0[cpu].get() }
+}
+
+/// Each CPU's idle thread.
+static IDLE: [spin::Once<Arc<Thread>>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+/// The thread each CPU switched away from, until the next thread releases it.
+static PREVIOUS: [SpinLock<Option<Arc<Thread>>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+
+/// The running thread.
+pub fn current() -> Arc<Thread> {
+    let ptr = percpu::current().current_task.load(Ordering::Acquire) as *const Thread;
+    assert!(!ptr.is_null(), "no thread on this CPU yet");
+    // SAFETY: `current_task` holds a pointer from `Arc::into_raw` and owns one
+    // strong count for as long as the thread runs here; we add one for the
+    // caller. The thread cannot be switched away meanwhile on this CPU
+    // without this code running on it, so the count cannot drop to zero.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    }
+}
+
+fn set_current(thread: Arc<Thread>) {
+    let old = percpu::current().current_task.swap(Arc::into_raw(thread) as usize, Ordering::AcqRel);
+    if old != 0 {
+        // SAFETY: the slot's previous value came from `Arc::into_raw` and owned one count.
+        drop(unsafe { Arc::from_raw(old as *const Thread) });
+    }
+}
+
+/// Makes the code running on this CPU (the boot CPU's `kernel_main`) a thread,
+/// and creates the CPU's idle thread. Boot CPU only.
+pub fn init_boot_cpu() {
+    let cpu = percpu::cpu_id();
+    set_current(Thread::adopt_boot_context(false));
+    let idle = Thread::new_idle(idle_thread_entry).expect("an idle thread");
+    IDLE[cpu].call_once(|| idle);
+    crate::arch::traps::set_irq_handler(RESCHED_VECTOR, handle_resched_ipi);
+}
+
+/// Makes an application processor's boot context its idle thread.
+pub fn init_this_cpu_idle() {
+    let cpu = percpu::cpu_id();
+    let idle = Thread::adopt_boot_context(true);
+    IDLE[cpu].call_once(|| idle.clone());
+    set_current(idle);
+}
+
+extern "C" fn idle_thread_entry(_: usize) -> ! {
+    idle_loop()
+}
+
+/// What an idle CPU does: run anything runnable, else sleep until an interrupt.
+pub fn idle_loop() -> ! {
+    loop {
+        schedule();
+        crate::arch::ipi::serve_calls();
+        if !has_work(percpu::cpu_id()) {
+            // `sti; hlt` back to back: a wake-up IPI cannot slip in between.
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+}
+
+fn has_work(cpu: usize) -> bool {
+    QUEUE_LEN[cpu].load(Ordering::Relaxed) > 0
+        || online().iter().any(|c| c != cpu && QUEUE_LEN[c].load(Ordering::Relaxed) > 1)
+}
+
+/// Queues `thread` on the least-loaded CPU (its last CPU on a tie) and pokes
+/// that CPU if it is not us. Caller holds `SCHED_LOCK`.
+fn enqueue_locked(thread: Arc<Thread>) {
+    let last = thread.last_cpu.load(Ordering::Relaxed);
+    let mut best = if online().contains(last) { last } else { percpu::cpu_id() };
+    for cpu in online().iter() {
+        if QUEUE_LEN[cpu].load(Ordering::Relaxed) < QUEUE_LEN[best].load(Ordering::Relaxed) {
+            best = cpu;
+        }
+    }
+    // SAFETY: we hold SCHED_LOCK.
+    unsafe { queue(best) }.push_back(thread);
+    QUEUE_LEN[best].fetch_add(1, Ordering::Relaxed);
+    if best != percpu::cpu_id() {
+        if let Some(target) = percpu::get(best) {
+            apic::send_ipi(Destination::Apic(target.apic_id), Delivery::Fixed(RESCHED_VECTOR));
+        }
+    } else {
+        percpu::current().need_resched.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Makes a new thread runnable.
+pub fn enqueue(thread: Arc<Thread>) {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    enqueue_locked(thread);
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+}
+
+fn handle_resched_ipi(_frame: &mut crate::arch::TrapFrame) {
+    apic::eoi();
+    percpu::current().need_resched.store(true, Ordering::Relaxed);
+}
+
+/// Takes the next thread for `cpu`: its own queue first, else one stolen
+/// from the back of the busiest other queue. Caller holds `SCHED_LOCK`.
+fn pick_next_locked(cpu: usize) -> Option<Arc<Thread>> {
+    let from = if QUEUE_LEN[cpu].load(Ordering::Relaxed) > 0 {
+        cpu
+    } else {
+        online().iter().filter(|&c| c != cpu).max_by_key(|&c| QUEUE_LEN[c].load(Ordering::Relaxed))?
+    };
+    // SAFETY: we hold SCHED_LOCK.
+    let queue = unsafe { queue(from) };
+    let thread = if from == cpu { queue.pop_front() } else { queue.pop_back() }?;
+    QUEUE_LEN[from].fetch_sub(1, Ordering::Relaxed);
+    Some(thread)
+}
+
+/// Makes `thread` runnable if it is blocked. Idempotent: concurrent wakers
+/// (a futex wake and a time-out) queue it once.
+pub fn wake(thread: &Arc<Thread>) {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    if thread.state() == ThreadState::Blocked {
+        thread.set_state(ThreadState::Runnable);
+        // Still on its CPU (about to sleep): `schedule` will keep it running.
+        if !thread.on_cpu.load(Ordering::Relaxed) {
+            enqueue_locked(thread.clone());
+        }
+    }
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+}
+
+/// Marks the running thread as about to sleep (before `schedule`).
+pub fn prepare_to_block(thread: &Thread) {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    thread.set_state(ThreadState::Blocked);
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+}
+
+/// Gives up the CPU: to another runnable thread if there is one.
+/// A `Running` caller stays runnable; a `Blocked` one sleeps until woken;
+/// an `Exited` one never returns.
+pub fn schedule() {
+    let saved = crate::arch::disable_interrupts();
+    let cpu = percpu::cpu_id();
+    percpu::current().need_resched.store(false, Ordering::Relaxed);
+    let prev = current();
+    SCHED_LOCK.acquire();
+    let next = match prev.state() {
+        // Woken before it got here: keep running.
+        ThreadState::Runnable if !prev.is_idle => None,
+        ThreadState::Running => pick_next_locked(cpu),
+        _ => Some(pick_next_locked(cpu).unwrap_or_else(|| IDLE[cpu].get().expect("idle thread").clone())),
+    };
+    let Some(next) = next.filter(|next| !Arc::ptr_eq(next, &prev)) else {
+        if !prev.is_idle {
+            prev.set_state(ThreadState::Running);
+        }
+        SCHED_LOCK.release();
+        crate::arch::restore_interrupts(saved);
+        return;
+    };
+    if prev.state() == ThreadState::Running && !prev.is_idle {
+        // Preempted or yielding: back of our queue. Nobody can take it
+        // before the switch is complete (we hold SCHED_LOCK until then).
+        prev.set_state(ThreadState::Runnable);
+        // SAFETY: we hold SCHED_LOCK.
+        unsafe { queue(cpu) }.push_back(prev.clone());
+        QUEUE_LEN[cpu].fetch_add(1, Ordering::Relaxed);
+    }
+    switch_to(cpu, prev, next);
+    crate::arch::restore_interrupts(saved);
+}
+
+/// Switches from `prev` (the running thread) to `next`. Interrupts are off
+/// and `SCHED_LOCK` is held; `finish_switch` on `next` releases it.
+fn switch_to(cpu: usize, prev: Arc<Thread>, next: Arc<Thread>) {
+    prev.on_cpu.store(false, Ordering::Relaxed);
+    next.on_cpu.store(true, Ordering::Relaxed);
+    if !next.is_idle {
+        next.set_state(ThreadState::Running);
+    }
+    next.last_cpu.store(cpu, Ordering::Relaxed);
+
+    // User-visible CPU state: FPU registers, FS/GS bases, the address space.
+    // SAFETY: interrupts are off and both threads are owned by this CPU now
+    // (`prev` runs here; `next` cannot be taken by anyone under SCHED_LOCK).
+    unsafe {
+        prev.fpu_mut().save();
+        next.fpu_mut().restore();
+    }
+    if prev.process.is_some() {
+        prev.fs_base.store(crate::arch::context::user_fs(), Ordering::Relaxed);
+        prev.gs_base.store(crate::arch::context::user_gs(), Ordering::Relaxed);
+    }
+    if next.process.is_some() {
+        crate::arch::context::set_user_fs(next.fs_base.load(Ordering::Relaxed));
+        crate::arch::context::set_user_gs(next.gs_base.load(Ordering::Relaxed));
+    }
+    // Borrowed, not cloned: nothing on this stack may hold a reference
+    // across the switch (an exiting thread never comes back to drop it).
+    crate::mm::addrspace::switch(
+        prev.process.as_ref().map(|p| &*p.mm),
+        next.process.as_ref().map(|p| &*p.mm),
+    );
+    let top = next.kernel_stack_top();
+    if top.as_u64() != 0 {
+        let this = percpu::current();
+        this.tss.set_kernel_stack(top);
+        this.kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
+    }
+
+    let save = prev.saved_rsp_ptr();
+    // SAFETY: `next` is not running anywhere (it was queued or idle, and
+    // SCHED_LOCK keeps others off it).
+    let next_rsp = unsafe { *next.saved_rsp_ptr() };
+    *PREVIOUS[cpu].lock() = Some(prev);
+    set_current(next);
+    // SAFETY: interrupts are off; `next_rsp` is `next`'s saved stack pointer
+    // and `next` runs nowhere else; `save` points into `prev`, which
+    // `PREVIOUS` keeps alive until `finish_switch` on the next thread.
+    unsafe { crate::arch::context::context_switch(save, next_rsp) };
+    // Back on `prev`'s stack: someone switched to us.
+    finish_switch();
+}
+
+/// Runs on the thread just switched to: releases the scheduler lock, then
+/// the thread switched away from.
+#[unsafe(no_mangle)]
+pub extern "C" fn kernel_finish_switch() {
+    finish_switch();
+}
+
+fn finish_switch() {
+    SCHED_LOCK.release();
+    let prev = PREVIOUS[percpu::cpu_id()].lock().take();
+    // If it exited, this may be the last reference: its stack is freed now
+    // that no CPU runs on it (and with no lock held: that takes a shootdown).
+    drop(prev);
+}
+
+/// Ends the running thread. Its resources go when the last reference does.
+pub fn exit_current() -> ! {
+    let thread = current();
+    thread.set_state(ThreadState::Exited);
+    drop(thread);
+    schedule();
+    unreachable!("an exited thread was scheduled again");
+}
+
+/// Called at the end of an interrupt: switch if the tick asked for it.
+pub fn preempt_point() {
+    let this = percpu::current();
+    if this.need_resched.load(Ordering::Relaxed)
+        && this.preempt_count.load(Ordering::Relaxed) == 0
+        && this.current_task.load(Ordering::Relaxed) != 0
+    {
+        schedule();
+    }
+}
+
+/// Yields the CPU to a runnable thread, if any (`sched_yield`).
+pub fn yield_now() {
+    schedule();
+}
+
+/// Threads queued on each online CPU (statistics, tests).
+pub fn queue_lengths() -> alloc::vec::Vec<(usize, usize)> {
+    online().iter().map(|c| (c, QUEUE_LEN[c].load(Ordering::Relaxed))).collect()
+}
+
+/// Prints every CPU's scheduler state and every user thread (for hangs:
+/// an NMI from the QEMU monitor calls it). Uses `try_lock` only.
+pub fn debug_dump() {
+    for cpu in online().iter() {
+        let Some(this) = percpu::get(cpu) else { continue };
+        let current = this.current_task.load(Ordering::Relaxed) as *const Thread;
+        // SAFETY: diagnostics only: the thread may be switching, but Thread
+        // objects are freed only after their CPU left them; a torn read of
+        // a tid is harmless here.
+        let tid = if current.is_null() { 0 } else { unsafe { (*current).tid } };
+        let queued = QUEUE_LEN[cpu].load(Ordering::Relaxed);
+        let previous = PREVIOUS[cpu].try_lock().map(|p| p.as_ref().map(|t| t.tid));
+        crate::console::emergency_print(format_args!(
+            "cpu {cpu}: current tid {tid}, previous {previous:?}, need_resched {}, preempt {}, queued {}\n",
+            this.need_resched.load(Ordering::Relaxed),
+            this.preempt_count.load(Ordering::Relaxed),
+            queued
+        ));
+    }
+    super::process::debug_dump();
+}

@@ -1,0 +1,46 @@
+//! Timed wake-ups: sleeping threads with a deadline, checked on every tick.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::sched;
+use super::thread::Thread;
+use crate::sync::SpinLock;
+
+/// (deadline, sequence) -> thread; the sequence keeps equal deadlines apart.
+static SLEEPERS: SpinLock<BTreeMap<(u64, u64), Arc<Thread>>> = SpinLock::new(BTreeMap::new());
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Wakes `thread` at `deadline_ns` if it is still blocked then.
+pub fn wake_at(deadline_ns: u64, thread: Arc<Thread>) {
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    SLEEPERS.lock().insert((deadline_ns, seq), thread);
+}
+
+/// Called from the tick: wakes every thread whose deadline has passed.
+pub fn expire(now_ns: u64) {
+    let due: Vec<Arc<Thread>> = {
+        let mut sleepers = SLEEPERS.lock();
+        let mut due = Vec::new();
+        while let Some(entry) = sleepers.first_entry() {
+            if entry.key().0 > now_ns {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        due
+    };
+    for thread in &due {
+        thread.timed_out.store(true, Ordering::Release);
+        sched::wake(thread);
+    }
+}
+
+/// Sleeps for at least `ns` nanoseconds.
+pub fn sleep_ns(ns: u64) {
+    let deadline = crate::arch::time::now_ns().saturating_add(ns);
+    let queue = super::wait::WaitQueue::new();
+    queue.wait_until_deadline(deadline, || false);
+}
