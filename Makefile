@@ -5,8 +5,10 @@ SMP ?= 2
 MEM ?= 512M
 # Seconds before `boot` gives up on a hung guest.
 BOOT_TIMEOUT ?= 300
-# Kernel log level at build time: error, warn, info, debug, trace.
-KERNEL_LOG ?= info
+# Kernel log level (given to the kernel at boot): error, warn, info, debug, trace.
+KERNEL_LOG ?= warn
+# The program to run as /init (default: our demo).
+INIT ?= user/out/demo
 export SMP MEM BOOT_TIMEOUT KERNEL_LOG
 
 HOST   := x86_64-unknown-linux-gnu
@@ -17,7 +19,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test image clean setup toolchain qemu build
+.PHONY: all run test image clean setup toolchain qemu build user
 
 all: build
 
@@ -45,18 +47,26 @@ build: toolchain
 	cargo build -p boot --target $(HOST)
 	cargo build -p kernel --bin kernel --target $(KARCH)
 
-run: setup build
-	$(BOOT) --smp $(SMP) --mem $(MEM) $(KERNEL)
+# Our user programs (Rust no_std and gcc -static -nostdlib), into user/out/.
+user: toolchain
+	$(MAKE) -C user --no-print-directory
 
-image: toolchain build
-	$(BOOT) --image-only --image $(IMAGE) $(KERNEL)
+# The exit status is init's. GNU make itself can only exit with 0 or 2, so a
+# non-zero status also shows in make's "Error N" line (and in `boot`'s own
+# exit status when run directly).
+run: setup build user
+	@$(BOOT) --smp $(SMP) --mem $(MEM) --init $(INIT) $(KERNEL)
+
+image: toolchain build user
+	$(BOOT) --image-only --image $(IMAGE) --init $(INIT) $(KERNEL)
 
 # Host unit tests of `boot`, the in-kernel suites (each test binary boots in
 # QEMU through the cargo runner), then the end-to-end tests in tests/.
-test: setup
+test: setup user
 	cargo test -p boot --target $(HOST)
 	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
 	cargo test -p e2e --target $(HOST)
 
 clean:
 	cargo clean
+	$(MAKE) -C user clean

@@ -1,18 +1,34 @@
 //! End-to-end tests of `boot` and of a whole kernel boot.
 
-use e2e::{boot, boot_kernel, fake_qemu, kernel, scratch_dir};
+use e2e::{boot, boot_kernel, fake_qemu, kernel, run_program, scratch_dir, user_program};
 
 #[test]
-fn kernel_boots_pages_on_demand_and_exits_zero() {
-    let run = boot_kernel(2, &[]);
+fn kernel_boots_runs_init_and_exits_with_its_status() {
+    let hello = user_program("hello");
+    let run = boot_kernel(2, &["--init", hello.to_str().unwrap()]);
     assert_eq!(run.status, Some(0), "{run:#?}");
-    assert!(run.stdout.contains("[kernel] info: smp: 2 CPUs online\n"), "{}", run.stdout);
-    assert!(run.stdout.contains("[kernel] info: boot:"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("demand paging: touched 16 pages, 16 page faults resolved"),
-        "{}",
-        run.stdout
-    );
+    // Quiet by default: the summary line, then only the program.
+    assert_eq!(run.stdout, "[kernel] smp: 2 CPUs online\nHello, world!\n");
+    let run = run_program(&user_program("exit_status"), 2, &[]);
+    assert_eq!(run.status, Some(42), "{run:#?}");
+}
+
+#[test]
+fn missing_init_is_a_clear_failure() {
+    let run = boot_kernel(1, &[]);
+    assert_eq!(run.status, Some(127), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] error: no ramdisk, so no /init to run"), "{}", run.stdout);
+}
+
+#[test]
+fn malformed_init_is_a_clear_failure() {
+    let dir = scratch_dir("malformed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("init.sh");
+    std::fs::write(&script, "#!/bin/sh\necho not an ELF file\n").unwrap();
+    let run = boot_kernel(1, &["--init", script.to_str().unwrap()]);
+    assert_eq!(run.status, Some(126), "{run:#?}");
+    assert!(run.stdout.contains("[kernel] error: cannot run /init"), "{}", run.stdout);
 }
 
 #[test]
@@ -30,6 +46,7 @@ fn bad_values_are_rejected_with_a_reason() {
         (&["--mem", "lots", "k"][..], "--mem wants a size"),
         (&["--timeout", "soon", "k"][..], "--timeout wants whole seconds"),
         (&["--smp"][..], "option --smp needs a value"),
+        (&["--log", "loud", "k"][..], "--log wants error, warn, info, debug or trace"),
         (&[][..], "no KERNEL file given"),
     ] {
         let run = boot(args, &[]);
@@ -102,14 +119,17 @@ fn exit_status_follows_the_kernel() {
 
 #[test]
 fn boots_on_one_cpu() {
-    let run = boot_kernel(1, &[]);
+    let hello = user_program("hello");
+    let run = boot_kernel(1, &["--init", hello.to_str().unwrap()]);
     assert_eq!(run.status, Some(0), "{run:#?}");
-    assert!(run.stdout.contains("[kernel] info: smp: 1 CPUs online\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("[kernel] smp: 1 CPUs online\n"), "{}", run.stdout);
 }
 
 #[test]
 fn boots_on_eight_cpus() {
-    let run = boot_kernel(8, &["--mem", "1G"]);
+    let threads = user_program("threads");
+    let run = boot_kernel(8, &["--mem", "1G", "--init", threads.to_str().unwrap()]);
     assert_eq!(run.status, Some(0), "{run:#?}");
-    assert!(run.stdout.contains("[kernel] info: smp: 8 CPUs online\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("[kernel] smp: 8 CPUs online\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("threads: ok"), "{}", run.stdout);
 }

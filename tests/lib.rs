@@ -97,3 +97,61 @@ pub fn fake_qemu(dir: &Path, name: &str, body: &str) -> PathBuf {
 pub fn scratch_dir(test: &str) -> PathBuf {
     target_dir().join("e2e-scratch").join(test)
 }
+
+/// Our user programs (built by `make -C user`), by name.
+pub fn user_program(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("make")
+            .args(["-C", "user", "--no-print-directory"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("make runs");
+        assert!(status.success(), "make -C user failed");
+    });
+    workspace_root().join("user").join("out").join(name)
+}
+
+/// What Linux printed and returned for `name` (user/expected/, from `make -C user bless`).
+pub fn expected(name: &str) -> (String, i32) {
+    let dir = workspace_root().join("user").join("expected");
+    let out = std::fs::read_to_string(dir.join(format!("{name}.out"))).expect("expected output");
+    let status = std::fs::read_to_string(dir.join(format!("{name}.status"))).expect("expected status");
+    (out, status.trim().parse().expect("a number"))
+}
+
+/// The program's own output: without kernel lines and `info:` lines
+/// (which hold values that vary from run to run).
+pub fn program_output(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("[kernel]") && !l.starts_with("info:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Boots `program` as /init on `smp` CPUs with kernel info logging.
+pub fn run_program(program: &Path, smp: u32, extra: &[&str]) -> Run {
+    let smp = smp.to_string();
+    let init = program.to_str().expect("UTF-8 path").to_string();
+    let kernel = kernel().to_str().expect("UTF-8 path").to_string();
+    let mut args = vec!["--smp", &smp, "--log", "info", "--init", &init];
+    args.extend_from_slice(extra);
+    args.push(&kernel);
+    boot(&args, &[])
+}
+
+/// The kernel's frame count before and after init ran, from its info line.
+pub fn frames_before_after(stdout: &str) -> Option<(u64, u64)> {
+    let line = stdout.lines().find(|l| l.contains("frames in use before"))?;
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "... status S; frames in use before B, after A"
+    match numbers.as_slice() {
+        [.., before, after] => Some((*before, *after)),
+        _ => None,
+    }
+}

@@ -48,6 +48,8 @@ options:
   --mem SIZE       memory, e.g. 512M or 1G (default: $MEM or 512M)
   --init FILE      run FILE as /init (packed into a cpio ramdisk)
   --ramdisk FILE   attach FILE as the ramdisk as it is (a cpio archive)
+  --log LEVEL      kernel log level with --init: error, warn, info, debug, trace
+                   (default: $KERNEL_LOG, else the kernel's: warn)
   --timeout SECS   kill QEMU after SECS seconds, 0 for never
                    (default: $BOOT_TIMEOUT or 300)
   --image FILE     where to write the disk image (default: a temporary file)
@@ -64,6 +66,7 @@ struct Options {
     mem: String,
     ramdisk: Option<PathBuf>,
     init: Option<PathBuf>,
+    log: Option<String>,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
     image_only: bool,
@@ -131,6 +134,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut qemu: OsString = env("QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()).into();
     let mut ramdisk = None;
     let mut init = None;
+    let mut log = env("KERNEL_LOG");
     let mut image = None;
     let mut image_only = false;
     let mut positional: Vec<OsString> = Vec::new();
@@ -161,6 +165,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--timeout" => timeout = value("--timeout")?.to_string_lossy().into_owned(),
             "--ramdisk" => ramdisk = Some(PathBuf::from(value("--ramdisk")?)),
             "--init" => init = Some(PathBuf::from(value("--init")?)),
+            "--log" => log = Some(value("--log")?.to_string_lossy().into_owned()),
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
             "--image-only" => image_only = true,
@@ -193,6 +198,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     if test_filter.is_some() && (ramdisk.is_some() || init.is_some()) {
         return Err(BootError::Usage("a TEST-FILTER cannot be combined with --ramdisk or --init".into()));
     }
+    if let Some(level) = &log {
+        if !["off", "error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(BootError::Usage(format!("--log wants error, warn, info, debug or trace, not '{level}'")));
+        }
+    }
     if ramdisk.is_some() && init.is_some() {
         return Err(BootError::Usage("--init and --ramdisk both give the ramdisk: choose one".into()));
     }
@@ -211,7 +221,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         }
     };
 
-    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, timeout, image, image_only, qemu }))
+    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, log, timeout, image, image_only, qemu }))
 }
 
 /// Accepts `<digits>[K|M|G]` (QEMU's own syntax, MiB when no suffix), at least 32 MiB.
@@ -260,7 +270,11 @@ fn run(options: &Options) -> Result<u8, BootError> {
             let program = fs::read(init)
                 .map_err(|source| BootError::Io { context: format!("reading {}", init.display()), source })?;
             let path = scratch.path("initrd.cpio");
-            fs::write(&path, cpio_archive(&[("init", 0o100755, &program)]))
+            let mut files: Vec<(&str, u32, &[u8])> = vec![("init", 0o100755, &program)];
+            if let Some(level) = &options.log {
+                files.push(("kernel.log", 0o100644, level.as_bytes()));
+            }
+            fs::write(&path, cpio_archive(&files))
                 .map_err(|source| BootError::Io { context: "writing the ramdisk".into(), source })?;
             Some(path)
         }

@@ -31,15 +31,32 @@ pub fn init() {
     log::set_max_level(level_from_build());
 }
 
-/// The kernel log level: `KERNEL_LOG` at build time (error, warn, info, debug, trace).
+/// Quiet by default: warnings and errors (plus the boot summary line,
+/// which `kernel_line` prints regardless). See `set_level_from_ramdisk`.
 fn level_from_build() -> log::LevelFilter {
-    match option_env!("KERNEL_LOG") {
-        Some("error") => log::LevelFilter::Error,
-        Some("warn") => log::LevelFilter::Warn,
-        Some("debug") => log::LevelFilter::Debug,
-        Some("trace") => log::LevelFilter::Trace,
-        Some("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Info,
+    log::LevelFilter::Warn
+}
+
+fn parse_level(text: &str) -> Option<log::LevelFilter> {
+    Some(match text.trim() {
+        "off" => log::LevelFilter::Off,
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+/// Applies a log level given at run time: `boot --log LEVEL` puts it in the
+/// ramdisk as the file `kernel.log`.
+pub fn set_level_from_ramdisk(ramdisk: &[u8]) {
+    if let Ok(Some(entry)) = crate::task::cpio::find(ramdisk, "kernel.log") {
+        match core::str::from_utf8(entry.data).ok().and_then(parse_level) {
+            Some(level) => log::set_max_level(level),
+            None => log::warn!("kernel.log in the ramdisk names no log level; keeping the default"),
+        }
     }
 }
 

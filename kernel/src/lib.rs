@@ -47,6 +47,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     mm::init(boot_info);
     arch::init_smp(rsdp);
     if let Some(ramdisk) = mm::ramdisk() {
+        console::set_level_from_ramdisk(ramdisk);
         testing::read_filter(ramdisk);
     }
     arch::enable_interrupts();

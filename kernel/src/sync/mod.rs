@@ -3,12 +3,20 @@
 //! Lock order, outermost first (a lock may only be taken while holding locks
 //! that come before it in this list):
 //!
-//! 1. `mmap_lock` of an address space (later issues)
-//! 2. per-VMA locks (later issues)
-//! 3. page-table locks
-//! 4. the kernel heap lock (`mm::heap`)
-//! 5. the frame allocator lock (`mm::frame`)
-//! 6. the console lock (`console`): may be taken anywhere, takes nothing itself
+//! 1. `mmap_lock` of an address space (`AddressSpace::vmas`, sleeping rwsem)
+//! 2. per-VMA locks (next issue)
+//! 3. page-table entries: no lock, every update is an atomic CAS or swap
+//! 4. the futex table (`task::futex`, sleeping mutex; may fault user pages in,
+//!    which takes 1, so 1 is never held while taking it)
+//! 5. wait-queue spinlocks (`task::wait`), `SharedMemory` page maps
+//! 6. the scheduler lock (`task::sched`), then `PREVIOUS` slots
+//! 7. the kernel heap lock (`mm::heap`)
+//! 8. the frame allocator lock (`mm::frame`)
+//! 9. the console lock (`console`): may be taken anywhere, takes nothing itself
+//!
+//! Sleeping locks (`Mutex`, `RwSem`) are never taken with a spinlock held, with
+//! preemption disabled, or in interrupt handlers. No cross-CPU call is waited
+//! for with a spinlock held (a CPU spinning on it would not serve the call).
 
 mod sleeping;
 mod spinlock;

@@ -13,10 +13,20 @@ use crate::sync::SpinLock;
 static SLEEPERS: SpinLock<BTreeMap<(u64, u64), Arc<Thread>>> = SpinLock::new(BTreeMap::new());
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// A pending timed wake-up, to cancel when the wait ends early.
+#[must_use = "cancel the wake-up when the wait ends, or the thread stays referenced until the deadline"]
+pub struct TimerKey((u64, u64));
+
 /// Wakes `thread` at `deadline_ns` if it is still blocked then.
-pub fn wake_at(deadline_ns: u64, thread: Arc<Thread>) {
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    SLEEPERS.lock().insert((deadline_ns, seq), thread);
+pub fn wake_at(deadline_ns: u64, thread: Arc<Thread>) -> TimerKey {
+    let key = (deadline_ns, SEQUENCE.fetch_add(1, Ordering::Relaxed));
+    SLEEPERS.lock().insert(key, thread);
+    TimerKey(key)
+}
+
+/// Drops a wake-up that is no longer needed (it may have fired already).
+pub fn cancel(key: TimerKey) {
+    SLEEPERS.lock().remove(&key.0);
 }
 
 /// Called from the tick: wakes every thread whose deadline has passed.

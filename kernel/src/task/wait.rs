@@ -55,8 +55,9 @@ impl WaitQueue {
                 sched::prepare_to_block(&thread);
                 waiters.push_back(thread.clone());
             }
-            super::timer::wake_at(deadline_ns, thread);
+            let key = super::timer::wake_at(deadline_ns, thread);
             sched::schedule();
+            super::timer::cancel(key);
         }
     }
 

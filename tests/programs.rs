@@ -1,0 +1,78 @@
+//! Every program in user/ booted as /init on 1, 2 and 4 CPUs: its output
+//! (minus `info:` lines) and exit status must be what Linux gave
+//! (user/expected/), no frame may leak, and kills must be logged.
+
+use e2e::{expected, frames_before_after, program_output, run_program, user_program};
+
+const PROGRAMS: &[&str] = &[
+    "hello",
+    "exit_status",
+    "args",
+    "demo",
+    "syscalls",
+    "threads",
+    "many_vmas",
+    "fault_rate",
+    "oom",
+    "segv_read",
+    "segv_write_ro",
+    "segv_exec_nx",
+    "segv_munmap_race",
+    "segv_mprotect_race",
+    "c_hello",
+    "c_exit7",
+    "c_mmap",
+    "c_segv",
+    "c_threads",
+];
+
+fn check_all(smp: u32) {
+    let mut failures = Vec::new();
+    for name in PROGRAMS {
+        let run = run_program(&user_program(name), smp, &[]);
+        let (want_out, want_status) = expected(name);
+        let got_out = program_output(&run.stdout);
+        let mut problems = Vec::new();
+        if run.status != Some(want_status) {
+            problems.push(format!("status {:?}, Linux gave {want_status}", run.status));
+        }
+        if got_out != want_out {
+            problems.push(format!("output differs:\n--- Linux\n{want_out}--- ours\n{got_out}"));
+        }
+        match frames_before_after(&run.stdout) {
+            Some((before, after)) if before == after => {}
+            Some((before, after)) => problems.push(format!("frames in use {before} before, {after} after")),
+            None => problems.push("no frame count from the kernel".into()),
+        }
+        let killed_by = match want_status {
+            139 => Some("killed by SIGSEGV"),
+            137 => Some("killed: out of memory"),
+            _ => None,
+        };
+        if let Some(line) = killed_by {
+            if !run.stdout.contains(line) {
+                problems.push(format!("no '{line}' log line"));
+            }
+        }
+        println!("smp {smp} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
+        if !problems.is_empty() {
+            failures.push(format!("{name} on {smp} CPUs: {}\n{}", problems.join("; "), run.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn programs_on_one_cpu() {
+    check_all(1);
+}
+
+#[test]
+fn programs_on_two_cpus() {
+    check_all(2);
+}
+
+#[test]
+fn programs_on_four_cpus() {
+    check_all(4);
+}
