@@ -45,11 +45,11 @@ pub fn init(boot_info: &'static mut BootInfo) {
     arch::init_boot_cpu();
     let rsdp = boot_info.rsdp_addr.into_option();
     mm::init(boot_info);
-    arch::init_smp(rsdp);
     if let Some(ramdisk) = mm::ramdisk() {
         console::set_level_from_ramdisk(ramdisk);
         testing::read_filter(ramdisk);
     }
+    arch::init_smp(rsdp);
     arch::enable_interrupts();
 }
 
