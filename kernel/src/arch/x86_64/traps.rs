@@ -61,11 +61,49 @@ impl TrapFrame {
     }
 }
 
-// The stubs: 256 of them, 16 bytes apart from `trap_stubs`, so the IDT can
-// compute each address. Vectors where the CPU pushes an error code skip the
+// The entry paths: 256 interrupt stubs, 16 bytes apart from `trap_stubs`
+// (so the IDT can compute each address), the common trap path, and the
+// `syscall` entry (see `syscall.rs`). One block, so they share the register
+// save/restore macros. Vectors where the CPU pushes an error code skip the
 // dummy push. AT&T syntax because `push $vec` must be an immediate.
 core::arch::global_asm!(
     r#"
+    .macro push_gprs
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    .endm
+
+    .macro pop_gprs
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    .endm
+
     .text
     .balign 16
     .global trap_stubs
@@ -88,48 +126,52 @@ trap_common:
     jz 1f
     swapgs
 1:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_gprs
     mov %rsp, %rdi
     cld
     call kernel_trap_dispatch
     .global trap_return
 trap_return:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+    pop_gprs
     testb $3, 24(%rsp)
     jz 2f
     swapgs
 2:
     add $16, %rsp
     iretq
+
+    // syscall: RCX = user RIP, R11 = user RFLAGS, interrupts off (SFMASK).
+    .global kernel_syscall_entry
+kernel_syscall_entry:
+    swapgs
+    movq %rsp, %gs:{user_rsp}
+    movq %gs:{kernel_rsp}, %rsp
+    pushq ${user_ss}
+    pushq %gs:{user_rsp}
+    pushq %r11
+    pushq ${user_cs}
+    pushq %rcx
+    pushq $0
+    pushq ${syscall_vector}
+    push_gprs
+    movq %rsp, %rdi
+    cld
+    call kernel_syscall_dispatch
+    cli
+    testb %al, %al
+    jz trap_return
+    pop_gprs
+    movq 16(%rsp), %rcx
+    movq 32(%rsp), %r11
+    movq 40(%rsp), %rsp
+    swapgs
+    sysretq
 "#,
+    user_rsp = const super::percpu::USER_STACK_SCRATCH_OFFSET,
+    kernel_rsp = const super::percpu::KERNEL_STACK_OFFSET,
+    user_ss = const super::syscall::USER_SS,
+    user_cs = const super::syscall::USER_CS,
+    syscall_vector = const super::syscall::SYSCALL_VECTOR,
     options(att_syntax)
 );
 
