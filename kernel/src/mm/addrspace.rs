@@ -757,3 +757,81 @@ pub fn switch(prev: Option<&AddressSpace>, next: Option<&AddressSpace>) {
 pub fn frames_in_use() -> usize {
     frame::allocated()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: Prot = Prot::READ.union(Prot::WRITE);
+
+    fn anon(addr: u64, len: u64, fixed: bool) -> MmapRequest {
+        MmapRequest { addr, len, prot: RW, fixed, ..MmapRequest::default() }
+    }
+
+    fn ranges(mm: &AddressSpace) -> alloc::vec::Vec<(u64, u64, Prot)> {
+        mm.vmas.read().iter().map(|v| (v.start, v.end, v.prot)).collect()
+    }
+
+    #[test_case]
+    fn munmap_splits_and_mprotect_merges() {
+        let mm = AddressSpace::new().unwrap();
+        let base = 0x10_0000_0000;
+        assert_eq!(mm.mmap(&anon(base, 4 * PAGE, true)), Ok(base));
+        mm.mprotect(base + PAGE, PAGE, Prot::READ).unwrap();
+        assert_eq!(
+            ranges(&mm),
+            [(base, base + PAGE, RW), (base + PAGE, base + 2 * PAGE, Prot::READ), (base + 2 * PAGE, base + 4 * PAGE, RW)]
+        );
+        mm.mprotect(base + PAGE, PAGE, RW).unwrap();
+        assert_eq!(ranges(&mm), [(base, base + 4 * PAGE, RW)], "alike neighbours merge back");
+        mm.munmap(base + PAGE, 2 * PAGE).unwrap();
+        assert_eq!(ranges(&mm), [(base, base + PAGE, RW), (base + 3 * PAGE, base + 4 * PAGE, RW)]);
+    }
+
+    #[test_case]
+    fn errors_match_linux() {
+        let mm = AddressSpace::new().unwrap();
+        let base = 0x20_0000_0000;
+        mm.mmap(&anon(base, PAGE, true)).unwrap();
+        let noreplace = MmapRequest { fixed_noreplace: true, ..anon(base, PAGE, false) };
+        assert_eq!(mm.mmap(&noreplace), Err(MapError::Exists));
+        assert_eq!(mm.mmap(&anon(base + 1, PAGE, true)), Err(MapError::Invalid), "MAP_FIXED needs alignment");
+        assert_eq!(mm.mprotect(base + PAGE, PAGE, RW), Err(MapError::NoMemory), "mprotect of a hole");
+        assert_eq!(mm.munmap(base + 1, PAGE), Err(MapError::Invalid));
+        assert_eq!(mm.munmap(USER_END, PAGE), Err(MapError::Invalid));
+        assert_eq!(mm.madvise_dontneed(base, 2 * PAGE), Err(MapError::NoMemory), "part of the range is a hole");
+    }
+
+    #[test_case]
+    fn faults_fill_pages_and_teardown_returns_every_frame() {
+        let before = frame::allocated();
+        let mm = AddressSpace::new().unwrap();
+        let base = mm.mmap(&anon(0, 64 * PAGE, false)).unwrap();
+        {
+            let map = mm.vmas.read();
+            let vma = map.find(base).unwrap().clone();
+            for i in 0..64 {
+                mm.handle_fault(&vma, base + i * PAGE, Access::Write).unwrap();
+            }
+            assert_eq!(mm.handle_fault(&vma, base, Access::Execute), Err(FaultError::AccessDenied));
+        }
+        mm.write_bytes(base + 5, b"hello").unwrap();
+        assert!(frame::allocated() >= before + 64);
+        mm.madvise_dontneed(base, 32 * PAGE).unwrap();
+        drop(mm);
+        assert_eq!(frame::allocated(), before, "data and page-table frames all came back");
+    }
+
+    #[test_case]
+    fn brk_grows_shrinks_and_refuses_to_overlap() {
+        let mm = AddressSpace::new().unwrap();
+        mm.set_brk_start(0x60_0000);
+        assert_eq!(mm.brk(0), 0x60_0000, "brk(0) reports the break");
+        assert_eq!(mm.brk(0x60_2345), 0x60_2345, "unaligned breaks are kept");
+        assert_eq!(ranges(&mm), [(0x60_0000, 0x60_3000, RW)]);
+        mm.mmap(&anon(0x70_0000, PAGE, true)).unwrap();
+        assert_eq!(mm.brk(0x80_0000), 0x60_2345, "growing over a mapping is refused");
+        assert_eq!(mm.brk(0x60_1000), 0x60_1000);
+        assert_eq!(ranges(&mm)[0], (0x60_0000, 0x60_1000, RW));
+    }
+}
