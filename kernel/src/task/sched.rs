@@ -79,10 +79,9 @@ static PREVIOUS: [SpinLock<Option<Arc<Thread>>>; MAX_CPUS] = [const { SpinLock::
 pub fn current() -> Arc<Thread> {
     let ptr = percpu::current().current_task.load(Ordering::Acquire) as *const Thread;
     assert!(!ptr.is_null(), "no thread on this CPU yet");
-    // SAFETY: `current_task` holds a pointer from `Arc::into_raw` and owns one
-    // strong count for as long as the thread runs here; we add one for the
-    // caller. The thread cannot be switched away meanwhile on this CPU
-    // without this code running on it, so the count cannot drop to zero.
+    // `current_task` came from `Arc::into_raw` and owns one count while the
+    // thread runs here, which it does until this code lets it switch away.
+    // SAFETY: so the pointer is a live Arc allocation; we add the caller's count.
     unsafe {
         Arc::increment_strong_count(ptr);
         Arc::from_raw(ptr)

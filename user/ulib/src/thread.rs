@@ -87,10 +87,10 @@ pub unsafe fn clone_raw(
         ((sp + 8) as *mut usize).write(entry as usize);
     }
     let ret: isize;
-    // SAFETY: the parent path is an ordinary syscall (rcx, r11 clobbered). The
-    // child path never leaves the asm: it runs on its own stack and `entry`
-    // never returns. With stack 16-aligned after the pops, `call` gives entry the
-    // ABI's alignment.
+    // The child path never leaves the asm: it runs on its own stack and `entry`
+    // never returns; with the stack 16-aligned after the pops, `call` gives
+    // entry the ABI's alignment.
+    // SAFETY: the parent path is an ordinary syscall (rcx, r11 clobbered).
     unsafe {
         asm!(
             "syscall",

@@ -416,6 +416,7 @@ mod tests {
         targets.insert(percpu::cpu_id());
         shootdown(targets, FlushScope::Range { start: page.start_address(), pages: 1 });
         assert_eq!(read_on_b(), 222, "after the shootdown B must see the new frame");
+        // SAFETY: the page is mapped to our `new` frame.
         assert_eq!(unsafe { ptr.read_volatile() }, 222);
 
         let _ = table.unmap(page).unwrap();
