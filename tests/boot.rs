@@ -1,6 +1,6 @@
 //! End-to-end tests of `boot` and of a whole kernel boot.
 
-use e2e::{boot, boot_kernel, fake_qemu, kernel, run_program, scratch_dir, user_program};
+use e2e::{boot, boot_kernel, boot_with_input, fake_qemu, kernel, run_program, scratch_dir, user_program};
 
 #[test]
 fn kernel_boots_runs_init_and_exits_with_its_status() {
@@ -132,4 +132,14 @@ fn boots_on_eight_cpus() {
     assert_eq!(run.status, Some(0), "{run:#?}");
     assert!(run.stdout.contains("[kernel] smp: 8 CPUs online\n"), "{}", run.stdout);
     assert!(run.stdout.contains("threads: ok"), "{}", run.stdout);
+}
+
+#[test]
+fn read_from_fd_0_gets_a_line_typed_on_the_console() {
+    let program = user_program("read_line");
+    let kernel = kernel().to_str().unwrap().to_string();
+    let run = boot_with_input(&["--init", program.to_str().unwrap(), &kernel], b"hello kernel\n");
+    assert_eq!(run.status, Some(0), "{run:#?}");
+    // What Linux gives for the same line on a tty in canonical mode.
+    assert!(run.stdout.contains("read_line: got 13 bytes: \"hello kernel\\n\"\n"), "{}", run.stdout);
 }

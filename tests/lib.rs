@@ -74,6 +74,43 @@ pub fn boot(args: &[&str], env: &[(&str, &str)]) -> Run {
     command.output().expect("boot runs").into()
 }
 
+/// Runs `boot` and types `input` on the console once the kernel has booted
+/// (input sent earlier would be flushed when the kernel sets up the UART).
+pub fn boot_with_input(args: &[&str], input: &[u8]) -> Run {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(boot_program())
+        .args(args)
+        .env("BOOT_TIMEOUT", "120")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("boot runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("read stdout") == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("CPUs online") {
+            stdin.write_all(input).expect("input written");
+            break;
+        }
+    }
+    stdout.read_to_string(&mut seen).expect("read stdout");
+    drop(stdin);
+    let output = child.wait_with_output().expect("boot finishes");
+    Run {
+        status: output.status.code(),
+        stdout: seen.replace("\r\n", "\n"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Boots the kernel on `smp` CPUs with `extra` options.
 pub fn boot_kernel(smp: u32, extra: &[&str]) -> Run {
     let smp = smp.to_string();

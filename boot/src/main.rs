@@ -360,10 +360,27 @@ fn spawn_qemu(options: &Options, image: &Path, status_file: &Path) -> Result<Chi
         .arg(format!("file:{}", status_file.display()))
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    qemu.spawn().map_err(|source| match source.kind() {
+    // SAFETY: isatty(3) only inspects the descriptor.
+    let interactive = unsafe { libc::isatty(0) } == 1;
+    if !interactive {
+        // QEMU drops serial input it has not delivered yet once its stdin
+        // reaches end of file; feed it through a pipe that stays open.
+        qemu.stdin(Stdio::piped());
+    }
+    let mut child = qemu.spawn().map_err(|source| match source.kind() {
         ErrorKind::NotFound => BootError::QemuMissing(options.qemu.clone()),
         _ => BootError::Io { context: format!("starting {}", options.qemu.to_string_lossy()), source },
-    })
+    })?;
+    if let Some(mut to_qemu) = child.stdin.take() {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_qemu);
+            // Keep the pipe open (without end of file) for QEMU's whole run.
+            loop {
+                std::thread::park();
+            }
+        });
+    }
+    Ok(child)
 }
 
 /// Waits for QEMU; `None` when the time ran out (QEMU has then been stopped).
