@@ -56,7 +56,13 @@ fn check_all(smp: u32) {
         }
         println!("smp {smp} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
         if !problems.is_empty() {
-            failures.push(format!("{name} on {smp} CPUs: {}\n{}", problems.join("; "), run.stderr));
+            let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
+            failures.push(format!(
+                "{name} on {smp} CPUs: {}\nkernel said:\n{}\n{}",
+                problems.join("; "),
+                kernel_lines.join("\n"),
+                run.stderr
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

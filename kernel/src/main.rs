@@ -58,9 +58,15 @@ fn run_init() -> u8 {
     let status = process.wait();
     // The last threads free their stacks once their CPUs have switched away.
     let deadline = kernel::arch::time::now_ns() + 5_000_000_000;
-    while (process.live_thread_objects() > 0 || alloc::sync::Arc::strong_count(&process) > 1)
-        && kernel::arch::time::now_ns() < deadline
-    {
+    while process.live_thread_objects() > 0 || alloc::sync::Arc::strong_count(&process) > 1 {
+        if kernel::arch::time::now_ns() >= deadline {
+            log::warn!(
+                "init's threads still referenced 5 s after exit: {} thread objects, {} process references",
+                process.live_thread_objects(),
+                alloc::sync::Arc::strong_count(&process)
+            );
+            break;
+        }
         timer::sleep_ns(1_000_000);
     }
     drop(process);
