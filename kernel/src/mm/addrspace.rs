@@ -41,6 +41,9 @@ pub const STACK_TOP: u64 = USER_END;
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Unmapped space kept below the stack (no mmap lands there).
 pub const STACK_GUARD_GAP: u64 = 1 << 20;
+/// At most this many VMAs per address space (Linux's vm.max_map_count):
+/// past it, calls that would add one fail with ENOMEM.
+pub const MAX_MAP_COUNT: usize = 65_530;
 /// Lowest address mmap hands out on its own.
 const MMAP_MIN: u64 = 0x1_0000;
 
@@ -89,7 +92,7 @@ impl SharedMemory {
         if let Some(frame) = self.pages.lock().get(&index) {
             return Ok(*frame);
         }
-        let fresh = Frame::alloc_zeroed().map_err(|_| FaultError::OutOfMemory)?;
+        let fresh = Frame::alloc_zeroed_for_user().map_err(|_| FaultError::OutOfMemory)?;
         let mut pages = self.pages.lock();
         // Another fault may have inserted it meanwhile; keep theirs.
         Ok(*pages.entry(index).or_insert_with(|| fresh.into_raw()))
@@ -347,7 +350,7 @@ impl AddressSpace {
             if old == 0 {
                 let (phys, owned) = match &vma.backing {
                     Backing::Private => {
-                        let frame = Frame::alloc_zeroed().map_err(|_| FaultError::OutOfMemory)?;
+                        let frame = Frame::alloc_zeroed_for_user().map_err(|_| FaultError::OutOfMemory)?;
                         (frame.start().as_u64(), Some(frame))
                     }
                     Backing::Shared { memory, first_page } => {
@@ -454,6 +457,10 @@ impl AddressSpace {
                     map.find_free(len).ok_or(MapError::NoMemory)?
                 }
             };
+            // A new VMA, plus one more if MAP_FIXED splits an existing one.
+            if map.len() + 2 > MAX_MAP_COUNT {
+                return Err(MapError::NoMemory);
+            }
             if request.fixed {
                 for vma in map.remove_range(start, start + len) {
                     self.zap(&vma, vma.start, vma.end, &mut gather);
@@ -493,6 +500,10 @@ impl AddressSpace {
         let mut gather = TlbGather::new();
         {
             let mut map = self.vmas.write();
+            // Unmapping the middle of a VMA splits it in two.
+            if map.len() + 1 > MAX_MAP_COUNT {
+                return Err(MapError::NoMemory);
+            }
             for vma in map.remove_range(start, end) {
                 self.zap(&vma, vma.start, vma.end, &mut gather);
                 gather.dropped_vmas.push(vma);
@@ -511,6 +522,9 @@ impl AddressSpace {
             let mut map = self.vmas.write();
             let mut result = Ok(());
             let mut cursor = start;
+            if map.len() + 2 > MAX_MAP_COUNT {
+                return Err(MapError::NoMemory);
+            }
             map.split_at(start);
             map.split_at(end);
             while cursor < end {
@@ -590,7 +604,7 @@ impl AddressSpace {
                     gather.dropped_vmas.push(vma);
                 }
             } else if new_end > old_end {
-                if map.overlaps(old_end, new_end) {
+                if map.overlaps(old_end, new_end) || map.len() + 1 > MAX_MAP_COUNT {
                     return old;
                 }
                 map.insert(Vma { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, backing: Backing::Private });
@@ -820,6 +834,26 @@ mod tests {
         mm.madvise_dontneed(base, 32 * PAGE).unwrap();
         drop(mm);
         assert_eq!(frame::allocated(), before, "data and page-table frames all came back");
+    }
+
+    #[test_case]
+    fn the_vma_count_is_capped_like_linux() {
+        let mm = AddressSpace::new().unwrap();
+        let base = 0x30_0000_0000;
+        let pages = MAX_MAP_COUNT as u64 + 8;
+        mm.mmap(&MmapRequest { prot: Prot::READ, ..anon(base, pages * PAGE, true) }).unwrap();
+        // Every other page writable: each mprotect adds VMAs until the cap.
+        let mut refused = None;
+        for i in (1..pages).step_by(2) {
+            if let Err(err) = mm.mprotect(base + i * PAGE, PAGE, RW) {
+                refused = Some((i, err));
+                break;
+            }
+        }
+        let (at, err) = refused.expect("the cap was reached");
+        assert_eq!(err, MapError::NoMemory);
+        assert!(mm.vmas.read().len() <= MAX_MAP_COUNT);
+        assert!(at > MAX_MAP_COUNT as u64 - 8, "refused only near the cap (at page {at})");
     }
 
     #[test_case]

@@ -23,6 +23,8 @@ use crate::sync::SpinLock;
 pub const FRAME_SIZE: u64 = 4096;
 /// Frames below this address are never handed out.
 const LOW_MEMORY_END: u64 = 1 << 20;
+/// Frames kept back from user memory for the kernel (16 MiB).
+pub const USER_RESERVE: usize = 4096;
 /// Freed frames are filled with this in debug builds so use-after-free shows.
 pub const POISON_BYTE: u8 = 0x6b;
 
@@ -193,6 +195,18 @@ impl Frame {
 
     pub fn alloc_zeroed() -> Result<Frame, FrameError> {
         let mut frame = Self::alloc()?;
+        frame.bytes_mut().fill(0);
+        Ok(frame)
+    }
+
+    /// A zeroed frame for user memory: refused while fewer than
+    /// `USER_RESERVE` frames are free, so a process that eats all memory is
+    /// killed before the kernel's own allocations (heap, page tables) fail.
+    pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
+        let number = with_bitmap(|b| if b.free > USER_RESERVE { b.alloc() } else { None })
+            .ok_or(FrameError::OutOfMemory)?;
+        ALLOCATED.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Frame(frame_at(number));
         frame.bytes_mut().fill(0);
         Ok(frame)
     }

@@ -65,14 +65,14 @@ pub mod nr {
     pub const EXIT_GROUP: u64 = 231;
 }
 
-/// Numbers already reported as unimplemented (one bit each, up to 511).
+/// Numbers already reported as unimplemented: one bit each up to 510, and
+/// bit 511 for every larger number (so no program can flood the log).
 static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 fn report_unimplemented(number: u64) {
-    let first_time = match REPORTED.get(number as usize / 64) {
-        Some(word) => word.fetch_or(1 << (number % 64), Ordering::Relaxed) & (1 << (number % 64)) == 0,
-        None => true,
-    };
+    let bit = number.min(511) as usize;
+    let word = &REPORTED[bit / 64];
+    let first_time = word.fetch_or(1 << (bit % 64), Ordering::Relaxed) & (1 << (bit % 64)) == 0;
     if first_time {
         log::warn!("system call {number} is not implemented: returning ENOSYS");
     }
