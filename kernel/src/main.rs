@@ -65,6 +65,7 @@ fn run_init() -> u8 {
                 process.live_thread_objects(),
                 alloc::sync::Arc::strong_count(&process)
             );
+            process.dump_lingering_threads();
             break;
         }
         timer::sleep_ns(1_000_000);

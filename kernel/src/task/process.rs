@@ -55,6 +55,8 @@ pub struct Process {
     pub mm: Arc<AddressSpace>,
     /// Threads that have not exited yet.
     threads: SpinLock<Vec<Arc<Thread>>>,
+    /// Every thread ever started, weakly (diagnostics of late teardown).
+    all_threads: SpinLock<Vec<alloc::sync::Weak<Thread>>>,
     /// `Thread` objects of this process still allocated (their kernel
     /// stacks included); leak checks wait for zero.
     pub(super) thread_objects: AtomicUsize,
@@ -77,6 +79,7 @@ impl Process {
             parent_pid,
             mm: Arc::new(mm),
             threads: SpinLock::new(Vec::new()),
+            all_threads: SpinLock::new(Vec::new()),
             thread_objects: AtomicUsize::new(0),
             first_tid_taken: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
@@ -101,6 +104,7 @@ impl Process {
 
     /// Registers a new thread and makes it runnable.
     pub fn start_thread(&self, thread: Arc<Thread>) {
+        self.all_threads.lock().push(Arc::downgrade(&thread));
         self.threads.lock().push(thread.clone());
         sched::enqueue(thread);
     }
@@ -175,6 +179,22 @@ impl Process {
     pub fn wait(&self) -> u8 {
         self.done_queue.wait_until(|| self.done.load(Ordering::Acquire));
         self.status.lock().unwrap_or(0)
+    }
+
+    /// Prints the threads of this process that are still allocated, and the
+    /// scheduler's state: for diagnosing a teardown that does not finish.
+    pub fn dump_lingering_threads(&self) {
+        for thread in self.all_threads.lock().iter().filter_map(|t| t.upgrade()) {
+            log::warn!(
+                "  lingering tid {}: {:?}, on_cpu {}, last cpu {}, {} references",
+                thread.tid,
+                thread.state(),
+                thread.on_cpu.load(Ordering::Relaxed),
+                thread.last_cpu.load(Ordering::Relaxed),
+                Arc::strong_count(&thread) - 1
+            );
+        }
+        sched::debug_dump();
     }
 
     /// Thread objects still allocated.
