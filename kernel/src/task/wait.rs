@@ -69,14 +69,6 @@ impl WaitQueue {
         }
     }
 
-    /// Wakes the first waiter that is still asleep.
-    pub fn wake_one(&self) {
-        let next = self.waiters.lock().pop_front();
-        if let Some(thread) = next {
-            sched::wake(&thread);
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.waiters.lock().is_empty()
     }

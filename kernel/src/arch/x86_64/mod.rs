@@ -100,13 +100,6 @@ pub fn stop_other_cpus() {
     }
 }
 
-/// What a CPU does when it has nothing to do: sleep until an interrupt.
-pub fn idle() -> ! {
-    loop {
-        // `sti; hlt` back to back: an interrupt cannot slip in between them.
-        ::x86_64::instructions::interrupts::enable_and_hlt();
-    }
-}
 
 /// NX must be on before any page table entry carries the NX bit; WP makes the
 /// kernel honour read-only pages too, so copy-on-write and our tests see faults.

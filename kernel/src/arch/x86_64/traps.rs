@@ -340,9 +340,7 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
                 super::halt_forever();
             }
             // Otherwise someone asked for a look inside (QEMU monitor `nmi`).
-            if cfg!(debug_assertions) && !frame.from_user() || frame.from_user() {
-                crate::task::sched::debug_dump();
-            }
+            crate::task::sched::debug_dump();
         }
         VECTOR_DOUBLE_FAULT => {
             let hook = DOUBLE_FAULT_HOOK.load(Ordering::Acquire);
