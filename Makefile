@@ -19,7 +19,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test image clean setup toolchain qemu build user
+.PHONY: all run test lint image clean setup toolchain qemu build user
 
 all: build
 
@@ -29,6 +29,8 @@ setup: toolchain qemu
 toolchain:
 	@if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src' \
 	   || ! rustup component list --installed 2>/dev/null | grep -q '^llvm-tools' \
+	   || ! rustup component list --installed 2>/dev/null | grep -q '^clippy' \
+	   || ! rustup component list --installed 2>/dev/null | grep -q '^rustfmt' \
 	   || ! rustup target list --installed 2>/dev/null | grep -q '^$(KARCH)$$'; then \
 		echo "make: installing the pinned toolchain (rust-toolchain.toml)"; \
 		rustup toolchain install || { echo "make: rustup could not install the toolchain" >&2; exit 1; }; \
@@ -60,9 +62,18 @@ run: setup build user
 image: toolchain build user
 	$(BOOT) --image-only --image $(IMAGE) --init $(INIT) $(KERNEL)
 
-# Host unit tests of `boot`, the in-kernel suites (each test binary boots in
-# QEMU through the cargo runner), then the end-to-end tests in tests/.
-test: setup user
+# One format and one lint bar for every crate, the user programs included.
+lint: toolchain
+	cargo fmt --all -- --check
+	cd user && cargo fmt --all -- --check
+	cargo clippy -p kernel --target $(KARCH) --lib --bins --tests -- -D warnings
+	cargo clippy -p boot -p e2e --target $(HOST) --all-targets -- -D warnings
+	cd user && cargo clippy --release --target $(KARCH) -- -D warnings
+
+# The lint bar first (it fails fast), then host unit tests of `boot`, the
+# in-kernel suites (each test binary boots in QEMU through the cargo runner),
+# then the end-to-end tests in tests/.
+test: setup lint user
 	cargo test -p boot --target $(HOST)
 	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
 	cargo test -p e2e --target $(HOST)

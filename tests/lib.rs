@@ -18,12 +18,8 @@ fn target_dir() -> PathBuf {
 
 fn cargo_build(args: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .arg("build")
-        .args(args)
-        .current_dir(workspace_root())
-        .status()
-        .expect("cargo runs");
+    let status =
+        Command::new(cargo).arg("build").args(args).current_dir(workspace_root()).status().expect("cargo runs");
     assert!(status.success(), "cargo build {args:?} failed");
 }
 
@@ -160,11 +156,7 @@ pub fn expected(name: &str) -> (String, i32) {
 /// The program's own output: without kernel lines and `info:` lines
 /// (which hold values that vary from run to run).
 pub fn program_output(stdout: &str) -> String {
-    stdout
-        .lines()
-        .filter(|l| !l.starts_with("[kernel]") && !l.starts_with("info:"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    stdout.lines().filter(|l| !l.starts_with("[kernel]") && !l.starts_with("info:")).map(|l| format!("{l}\n")).collect()
 }
 
 /// Boots `program` as /init on `smp` CPUs with kernel info logging.
@@ -181,11 +173,8 @@ pub fn run_program(program: &Path, smp: u32, extra: &[&str]) -> Run {
 /// The kernel's frame count before and after init ran, from its info line.
 pub fn frames_before_after(stdout: &str) -> Option<(u64, u64)> {
     let line = stdout.lines().find(|l| l.contains("frames in use before"))?;
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let numbers: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).filter_map(|w| w.parse().ok()).collect();
     // "... status S; frames in use before B, after A"
     match numbers.as_slice() {
         [.., before, after] => Some((*before, *after)),

@@ -153,9 +153,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         let mut value = |name: &str| -> Result<OsString, BootError> {
             match inline_value.clone() {
                 Some(v) => Ok(v.into()),
-                None => args
-                    .next()
-                    .ok_or_else(|| BootError::Usage(format!("option {name} needs a value"))),
+                None => args.next().ok_or_else(|| BootError::Usage(format!("option {name} needs a value"))),
             }
         };
         match name.as_str() {
@@ -177,17 +175,10 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     }
 
     let mut positional = positional.into_iter();
-    let kernel = PathBuf::from(
-        positional
-            .next()
-            .ok_or_else(|| BootError::Usage("no KERNEL file given".into()))?,
-    );
+    let kernel = PathBuf::from(positional.next().ok_or_else(|| BootError::Usage("no KERNEL file given".into()))?);
     let test_filter = positional.next().map(|f| f.to_string_lossy().into_owned());
     if let Some(extra) = positional.next() {
-        return Err(BootError::Usage(format!(
-            "unexpected argument '{}'",
-            extra.to_string_lossy()
-        )));
+        return Err(BootError::Usage(format!("unexpected argument '{}'", extra.to_string_lossy())));
     }
     if test_filter.is_some() && !is_test_binary(&kernel) {
         return Err(BootError::Usage("a TEST-FILTER needs a test kernel".into()));
@@ -211,14 +202,12 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         Ok(n) if (1..=64).contains(&n) => n,
         _ => return Err(BootError::Usage(format!("--smp wants a number from 1 to 64, not '{smp}'"))),
     };
-    let mem = parse_mem(&mem)
-        .ok_or_else(|| BootError::Usage(format!("--mem wants a size like 512M or 1G, not '{mem}'")))?;
+    let mem =
+        parse_mem(&mem).ok_or_else(|| BootError::Usage(format!("--mem wants a size like 512M or 1G, not '{mem}'")))?;
     let timeout = match timeout.parse::<u64>() {
         Ok(0) => None,
         Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) => {
-            return Err(BootError::Usage(format!("--timeout wants whole seconds, not '{timeout}'")))
-        }
+        Err(_) => return Err(BootError::Usage(format!("--timeout wants whole seconds, not '{timeout}'"))),
     };
 
     Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, log, timeout, image, image_only, qemu }))
@@ -298,10 +287,7 @@ fn run(options: &Options) -> Result<u8, BootError> {
     let status = match wait_with_timeout(&mut child, options.timeout)? {
         Some(status) => status,
         None => {
-            eprintln!(
-                "boot: timed out after {} s; QEMU stopped",
-                options.timeout.map_or(0, |t| t.as_secs())
-            );
+            eprintln!("boot: timed out after {} s; QEMU stopped", options.timeout.map_or(0, |t| t.as_secs()));
             return Ok(EXIT_TIMEOUT);
         }
     };
@@ -314,12 +300,8 @@ fn run(options: &Options) -> Result<u8, BootError> {
 /// back to the original (slower, still correct) if llvm-objcopy is missing.
 fn strip_debug_info(kernel: &Path, scratch: &Scratch) -> PathBuf {
     let stripped = scratch.path("kernel");
-    let objcopy = llvm_tools::LlvmTools::new()
-        .ok()
-        .and_then(|tools| tools.tool(&llvm_tools::exe("llvm-objcopy")));
-    let status = objcopy.map(|objcopy| {
-        Command::new(objcopy).arg("--strip-debug").arg(kernel).arg(&stripped).status()
-    });
+    let objcopy = llvm_tools::LlvmTools::new().ok().and_then(|tools| tools.tool(&llvm_tools::exe("llvm-objcopy")));
+    let status = objcopy.map(|objcopy| Command::new(objcopy).arg("--strip-debug").arg(kernel).arg(&stripped).status());
     match status {
         Some(Ok(status)) if status.success() => stripped,
         _ => {

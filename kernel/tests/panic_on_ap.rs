@@ -31,7 +31,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
 
 extern crate alloc;
 fn alloc_box(f: fn()) -> alloc::boxed::Box<dyn Fn() + Send + Sync> {
-    alloc::boxed::Box::new(move || f())
+    alloc::boxed::Box::new(f)
 }
 
 #[panic_handler]

@@ -380,7 +380,7 @@ impl AddressSpace {
     /// Maps `frame` (already filled) at the page `page` as private memory
     /// with `prot`. For loading programs and building the initial stack.
     pub fn map_frame(&self, page: u64, prot: Prot, frame: Frame) -> Result<(), MapError> {
-        if page % PAGE != 0 || page >= USER_END {
+        if !page.is_multiple_of(PAGE) || page >= USER_END {
             return Err(MapError::Invalid);
         }
         let mut map = self.vmas.write();
@@ -439,7 +439,7 @@ impl AddressSpace {
             let mut map = self.vmas.write();
             let start = if request.fixed || request.fixed_noreplace {
                 let start = request.addr;
-                if start % PAGE != 0 {
+                if !start.is_multiple_of(PAGE) {
                     return Err(MapError::Invalid);
                 }
                 if start.checked_add(len).is_none_or(|end| end > USER_END) {
@@ -451,7 +451,10 @@ impl AddressSpace {
                 start
             } else {
                 let hint = request.addr & !(PAGE - 1);
-                if hint >= MMAP_MIN && hint.checked_add(len).is_some_and(|e| e <= USER_END) && !map.overlaps(hint, hint + len) {
+                if hint >= MMAP_MIN
+                    && hint.checked_add(len).is_some_and(|e| e <= USER_END)
+                    && !map.overlaps(hint, hint + len)
+                {
                     hint
                 } else {
                     map.find_free(len).ok_or(MapError::NoMemory)?
@@ -516,7 +519,8 @@ impl AddressSpace {
     /// Applies `prot` to [start, end); fails with NoMemory at the first hole
     /// (VMAs before it keep the change, as on Linux).
     pub fn mprotect(&self, start: u64, len: u64, prot: Prot) -> Result<(), MapError> {
-        let end = start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
+        let end =
+            start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
         let mut gather = TlbGather::new();
         let result = {
             let mut map = self.vmas.write();
@@ -551,7 +555,8 @@ impl AddressSpace {
     /// as zero afterwards, shared ones keep their contents. NoMemory if part of
     /// the range is unmapped (the mapped parts are still dropped).
     pub fn madvise_dontneed(&self, start: u64, len: u64) -> Result<(), MapError> {
-        let end = start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
+        let end =
+            start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
         let mut gather = TlbGather::new();
         let result = {
             let map = self.vmas.read();
@@ -607,7 +612,12 @@ impl AddressSpace {
                 if map.overlaps(old_end, new_end) || map.len() + 1 > MAX_MAP_COUNT {
                     return old;
                 }
-                map.insert(Vma { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, backing: Backing::Private });
+                map.insert(Vma {
+                    start: old_end,
+                    end: new_end,
+                    prot: Prot::READ | Prot::WRITE,
+                    backing: Backing::Private,
+                });
             }
             map.brk = requested;
             requested
@@ -687,7 +697,7 @@ impl Default for Prot {
 
 /// `start + len` page-rounded, if the range is aligned, non-empty and user space.
 fn checked_range(start: u64, len: u64) -> Option<u64> {
-    if start % PAGE != 0 || len == 0 {
+    if !start.is_multiple_of(PAGE) || len == 0 {
         return None;
     }
     let end = start.checked_add(len.checked_add(PAGE - 1)? & !(PAGE - 1))?;
@@ -794,7 +804,11 @@ mod tests {
         mm.mprotect(base + PAGE, PAGE, Prot::READ).unwrap();
         assert_eq!(
             ranges(&mm),
-            [(base, base + PAGE, RW), (base + PAGE, base + 2 * PAGE, Prot::READ), (base + 2 * PAGE, base + 4 * PAGE, RW)]
+            [
+                (base, base + PAGE, RW),
+                (base + PAGE, base + 2 * PAGE, Prot::READ),
+                (base + 2 * PAGE, base + 4 * PAGE, RW)
+            ]
         );
         mm.mprotect(base + PAGE, PAGE, RW).unwrap();
         assert_eq!(ranges(&mm), [(base, base + 4 * PAGE, RW)], "alike neighbours merge back");

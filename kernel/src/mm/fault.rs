@@ -59,7 +59,11 @@ fn user_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
                 info.access()
             );
             process.kill(Signal::Kill);
-            if info.user { FaultOutcome::Killed } else { FaultOutcome::Unhandled }
+            if info.user {
+                FaultOutcome::Killed
+            } else {
+                FaultOutcome::Unhandled
+            }
         }
         Err(reason) if info.user => {
             let why = match reason {

@@ -132,9 +132,8 @@ pub fn init(regions: &[MemoryRegion]) {
     let bitmap_bytes = (2 * words * 8) as u64;
 
     // The bitmaps live in the first usable range big enough to hold them.
-    let (bitmap_start, _) = usable()
-        .find(|(start, end)| end - start >= bitmap_bytes)
-        .expect("a usable range can hold the frame bitmap");
+    let (bitmap_start, _) =
+        usable().find(|(start, end)| end - start >= bitmap_bytes).expect("a usable range can hold the frame bitmap");
     let bitmap_frames = bitmap_bytes.div_ceil(FRAME_SIZE);
 
     let base = phys_to_virt(PhysAddr::new(bitmap_start)).as_mut_ptr::<u64>();
@@ -142,10 +141,7 @@ pub fn init(regions: &[MemoryRegion]) {
     // (it is excluded from allocation below) and is mapped through the physical
     // map; the two slices do not overlap and live for the rest of the run.
     let (used, managed) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(base, words),
-            core::slice::from_raw_parts_mut(base.add(words), words),
-        )
+        (core::slice::from_raw_parts_mut(base, words), core::slice::from_raw_parts_mut(base.add(words), words))
     };
     used.fill(u64::MAX);
     managed.fill(0);
@@ -203,8 +199,8 @@ impl Frame {
     /// `USER_RESERVE` frames are free, so a process that eats all memory is
     /// killed before the kernel's own allocations (heap, page tables) fail.
     pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
-        let number = with_bitmap(|b| if b.free > USER_RESERVE { b.alloc() } else { None })
-            .ok_or(FrameError::OutOfMemory)?;
+        let number =
+            with_bitmap(|b| if b.free > USER_RESERVE { b.alloc() } else { None }).ok_or(FrameError::OutOfMemory)?;
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
         let mut frame = Frame(frame_at(number));
         frame.bytes_mut().fill(0);

@@ -78,9 +78,8 @@ pub struct KernelHeap {
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap {
-    state: SpinLock::new(HeapState { heap: Heap::empty(), mapped_end: KERNEL_HEAP_START }),
-};
+static HEAP: KernelHeap =
+    KernelHeap { state: SpinLock::new(HeapState { heap: Heap::empty(), mapped_end: KERNEL_HEAP_START }) };
 
 pub(super) fn init() {
     let mut state = HEAP.state.lock();

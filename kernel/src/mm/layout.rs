@@ -33,5 +33,4 @@ pub const MMIO_START: u64 = 0xffff_c180_0000_0000;
 pub const PHYS_MAP_BASE: u64 = 0xffff_d000_0000_0000;
 
 /// The PML4 slots of the kernel's own ranges, created at boot (see above).
-pub const KERNEL_OWN_SLOTS: [u64; 4] =
-    [KERNEL_HEAP_START, DEMAND_START, KERNEL_STACKS_START, MMIO_START];
+pub const KERNEL_OWN_SLOTS: [u64; 4] = [KERNEL_HEAP_START, DEMAND_START, KERNEL_STACKS_START, MMIO_START];

@@ -109,9 +109,7 @@ fn index(addr: VirtAddr, level: u8) -> usize {
 /// Flags for intermediate entries: as permissive as the leaf needs, because
 /// the effective rights are the intersection over all levels.
 fn intermediate_flags(leaf: PageTableFlags) -> PageTableFlags {
-    PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | (leaf & PageTableFlags::USER_ACCESSIBLE)
+    PageTableFlags::PRESENT | PageTableFlags::WRITABLE | (leaf & PageTableFlags::USER_ACCESSIBLE)
 }
 
 impl PageTable {

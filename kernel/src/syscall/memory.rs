@@ -31,7 +31,7 @@ impl From<MapError> for Errno {
 }
 
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
-    if offset % PAGE != 0 {
+    if !offset.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
     }
     if flags & MAP_ANONYMOUS == 0 {
@@ -69,7 +69,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) ->
 }
 
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    if addr % PAGE != 0 || len == 0 {
+    if !addr.is_multiple_of(PAGE) || len == 0 {
         return Err(Errno::EINVAL);
     }
     current_process().mm.munmap(addr, len)?;
@@ -77,7 +77,7 @@ pub fn munmap(addr: u64, len: u64) -> SysResult {
 }
 
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
     }
     if len == 0 {
@@ -86,7 +86,9 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
     if addr.checked_add(len.next_multiple_of(PAGE)).is_none() {
         return Err(Errno::ENOMEM);
     }
-    if prot & !(7 | PROT_GROWSDOWN | PROT_GROWSUP) != 0 || prot & (PROT_GROWSDOWN | PROT_GROWSUP) == PROT_GROWSDOWN | PROT_GROWSUP {
+    if prot & !(7 | PROT_GROWSDOWN | PROT_GROWSUP) != 0
+        || prot & (PROT_GROWSDOWN | PROT_GROWSUP) == PROT_GROWSDOWN | PROT_GROWSUP
+    {
         return Err(Errno::EINVAL);
     }
     current_process().mm.mprotect(addr, len, Prot::from_bits_truncate(prot as u32))?;
@@ -104,7 +106,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
     if !advice_is_valid(advice) {
         return Err(Errno::EINVAL);
     }
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
     }
     let len = len.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);

@@ -153,7 +153,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
                     _ => ns,
                 })
             };
-            if addr % 4 != 0 {
+            if !addr.is_multiple_of(4) {
                 return Err(Errno::EINVAL);
             }
             futex::wait(mm_id, addr, val as u32, deadline).map(|()| 0).map_err(|e| match e {
@@ -164,7 +164,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
             })
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-            if addr % 4 != 0 || (command == FUTEX_WAKE_BITSET && val3 as u32 == 0) {
+            if !addr.is_multiple_of(4) || (command == FUTEX_WAKE_BITSET && val3 as u32 == 0) {
                 return Err(Errno::EINVAL);
             }
             let count = (val as i32).max(0) as usize;

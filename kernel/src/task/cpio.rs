@@ -55,7 +55,8 @@ fn next_entry<'a>(archive: &'a [u8], offset: &mut usize) -> Result<Option<Entry<
     let name_size = field(header, 11)?;
     let name_start = *offset + HEADER_LEN;
     let name_bytes = archive.get(name_start..name_start + name_size).ok_or(CpioError::Truncated)?;
-    let name = core::str::from_utf8(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes)).map_err(|_| CpioError::BadField)?;
+    let name =
+        core::str::from_utf8(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes)).map_err(|_| CpioError::BadField)?;
     let data_start = (name_start + name_size).next_multiple_of(4);
     let data = archive.get(data_start..data_start + size).ok_or(CpioError::Truncated)?;
     *offset = (data_start + size).next_multiple_of(4);
@@ -88,7 +89,19 @@ mod tests {
         let mut add = |name: &str, data: &[u8]| {
             let header = format!(
                 "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-                1, 0o100755, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
+                1,
+                0o100755,
+                0,
+                0,
+                1,
+                0,
+                data.len(),
+                0,
+                0,
+                0,
+                0,
+                name.len() + 1,
+                0
             );
             out.extend_from_slice(header.as_bytes());
             out.extend_from_slice(name.as_bytes());

@@ -13,6 +13,7 @@
 //! - `SCHED_LOCK` is a leaf apart from what `finish_switch` does after
 //!   releasing it. Spinning on it serves cross-CPU calls, so a CPU waiting for
 //!   a TLB shootdown cannot be deadlocked by CPUs spinning here.
+//!
 //! (A fine-grained version with per-thread flags raced: a thread could be
 //! queued while another CPU still ran it, and two CPUs then waited for each
 //! other forever.)
@@ -273,10 +274,7 @@ fn switch_to(cpu: usize, prev: Arc<Thread>, next: Arc<Thread>) {
     }
     // Borrowed, not cloned: nothing on this stack may hold a reference
     // across the switch (an exiting thread never comes back to drop it).
-    crate::mm::addrspace::switch(
-        prev.process.as_ref().map(|p| &*p.mm),
-        next.process.as_ref().map(|p| &*p.mm),
-    );
+    crate::mm::addrspace::switch(prev.process.as_ref().map(|p| &*p.mm), next.process.as_ref().map(|p| &*p.mm));
     let top = next.kernel_stack_top();
     if top.as_u64() != 0 {
         let this = percpu::current();

@@ -159,6 +159,9 @@ impl Thread {
 
     /// # Safety
     /// Only the CPU switching to or from this thread, with interrupts off.
+    // The state is reached through `&self` because the thread is shared; the
+    // switch protocol (not the borrow checker) makes the access exclusive.
+    #[allow(clippy::mut_from_ref)]
     pub(super) unsafe fn fpu_mut(&self) -> &mut FpuState {
         // SAFETY: exclusive by the caller's guarantee.
         unsafe { &mut *self.fpu.get() }

@@ -37,10 +37,7 @@ unsafe extern "C" {
 /// The fix-up address for a fault at `rip`, if that instruction may fault.
 pub fn fixup_for(rip: u64) -> Option<u64> {
     let fixups = [(kernel_copy_fallible_insn as *const () as usize, kernel_copy_fallible_fixup as *const () as usize)];
-    fixups
-        .iter()
-        .find(|(insn, _)| *insn as u64 == rip)
-        .map(|(_, fixup)| *fixup as u64)
+    fixups.iter().find(|(insn, _)| *insn as u64 == rip).map(|(_, fixup)| *fixup as u64)
 }
 
 /// A copy stopped by a fault; `remaining` bytes were not copied.

@@ -100,7 +100,6 @@ pub fn stop_other_cpus() {
     }
 }
 
-
 /// NX must be on before any page table entry carries the NX bit; WP makes the
 /// kernel honour read-only pages too, so copy-on-write and our tests see faults.
 pub(crate) fn enable_paging_features() {

@@ -125,7 +125,9 @@ impl PreemptGuard {
             // interrupt or a migration.
             // SAFETY: GS points at this CPU's PerCpu; the offset is that of
             // `preempt_count` (checked below).
-            unsafe { core::arch::asm!("lock inc qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+            unsafe {
+                core::arch::asm!("lock inc qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack))
+            };
         }
         PreemptGuard { _not_send: core::marker::PhantomData }
     }
@@ -141,7 +143,9 @@ impl Drop for PreemptGuard {
     fn drop(&mut self) {
         if READY.load(Ordering::Acquire) {
             // SAFETY: as in `new`; we never migrated while the count was raised.
-            unsafe { core::arch::asm!("lock dec qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+            unsafe {
+                core::arch::asm!("lock dec qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack))
+            };
         }
     }
 }

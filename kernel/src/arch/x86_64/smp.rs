@@ -382,9 +382,12 @@ mod tests {
         RAN.store(0, Ordering::SeqCst);
         let mut others = online();
         others.remove(percpu::cpu_id());
-        call_async(others, Box::new(|| {
-            RAN.fetch_add(1, Ordering::SeqCst);
-        }));
+        call_async(
+            others,
+            Box::new(|| {
+                RAN.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         let deadline = time::now_ns() + 2_000_000_000;
         while RAN.load(Ordering::SeqCst) < others.len() && time::now_ns() < deadline {
             core::hint::spin_loop();
@@ -405,8 +408,13 @@ mod tests {
         new.bytes_mut()[..8].copy_from_slice(&222u64.to_ne_bytes());
         let table = kernel_page_table();
         table.map(page, old.phys(), flags).unwrap();
-        // SAFETY (both reads): the page is mapped to one of our frames for the whole test.
-        let read_on_b = || run_on_each(CpuSet::single(b), || unsafe { (addr as *const u64).read_volatile() })[0].1;
+        let read_on_b = || {
+            run_on_each(CpuSet::single(b), || {
+                // SAFETY: the page is mapped to one of our frames for the whole test.
+                unsafe { (addr as *const u64).read_volatile() }
+            })[0]
+                .1
+        };
         assert_eq!(read_on_b(), 111, "B reads the first mapping (and caches it)");
 
         // Point the page at the other frame, then flush B (and us).

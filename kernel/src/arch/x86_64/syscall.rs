@@ -28,7 +28,11 @@ unsafe extern "C" {
 /// Enables `syscall` on this CPU.
 pub fn init_this_cpu() {
     let s = super::gdt::selectors();
-    assert_eq!((s.user_data.0 as u64, s.user_code.0 as u64), (USER_SS, USER_CS), "entry code hard-codes the user selectors");
+    assert_eq!(
+        (s.user_data.0 as u64, s.user_code.0 as u64),
+        (USER_SS, USER_CS),
+        "entry code hard-codes the user selectors"
+    );
     Star::write(s.user_code, s.user_data, s.kernel_code, s.kernel_data).expect("GDT layout fits sysret");
     LStar::write(VirtAddr::new(kernel_syscall_entry as *const () as u64));
     // Entry runs with interrupts off (until the stack is switched), DF clear,
@@ -46,7 +50,11 @@ pub fn init_this_cpu() {
 
 /// Whether returning with `sysretq` is safe for this frame.
 fn sysret_safe(frame: &TrapFrame) -> bool {
-    frame.rip < USER_END && frame.cs == USER_CS && frame.ss == USER_SS && frame.rcx == frame.rip && frame.r11 == frame.rflags
+    frame.rip < USER_END
+        && frame.cs == USER_CS
+        && frame.ss == USER_SS
+        && frame.rcx == frame.rip
+        && frame.r11 == frame.rflags
 }
 
 #[unsafe(no_mangle)]

@@ -27,7 +27,10 @@ pub fn flush_all() {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlushScope {
     /// `pages` pages from `start` (a full flush above the ceiling).
-    Range { start: VirtAddr, pages: usize },
+    Range {
+        start: VirtAddr,
+        pages: usize,
+    },
     All,
 }
 

@@ -239,10 +239,8 @@ fn build_idt() -> Idt {
 /// Loads the (shared) IDT on this CPU.
 pub fn load_idt() {
     let idt = IDT.call_once(build_idt);
-    let pointer = DescriptorTablePointer {
-        limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::from_ptr(idt),
-    };
+    let pointer =
+        DescriptorTablePointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: VirtAddr::from_ptr(idt) };
     // SAFETY: the IDT is 'static and every gate points at a stub in
     // `trap_stubs` with the kernel code selector; IST slots exist in every TSS.
     unsafe { lidt(&pointer) };
