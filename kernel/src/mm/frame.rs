@@ -195,14 +195,21 @@ impl Frame {
         Ok(frame)
     }
 
-    /// A zeroed frame for user memory: refused while fewer than
-    /// `USER_RESERVE` frames are free, so a process that eats all memory is
-    /// killed before the kernel's own allocations (heap, page tables) fail.
-    pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
+    /// A frame for something a user program caused (its pages, its page
+    /// tables, its threads' kernel stacks): refused while fewer than
+    /// `USER_RESERVE` frames are free, so a program that eats all memory is
+    /// stopped (ENOMEM, EAGAIN, or killed) before the kernel's own
+    /// allocations (the heap) fail.
+    pub fn alloc_for_user() -> Result<Frame, FrameError> {
         let number =
             with_bitmap(|b| if b.free > USER_RESERVE { b.alloc() } else { None }).ok_or(FrameError::OutOfMemory)?;
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Frame(frame_at(number));
+        Ok(Frame(frame_at(number)))
+    }
+
+    /// `alloc_for_user`, zeroed.
+    pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
+        let mut frame = Self::alloc_for_user()?;
         frame.bytes_mut().fill(0);
         Ok(frame)
     }

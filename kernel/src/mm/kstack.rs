@@ -36,6 +36,16 @@ pub struct KernelStack {
 
 impl KernelStack {
     pub fn new() -> Result<KernelStack, MapError> {
+        Self::with_frames(Frame::alloc)
+    }
+
+    /// A stack for a user thread: its frames are charged like user memory
+    /// (`Frame::alloc_for_user`), so threads cannot take the kernel's reserve.
+    pub fn new_for_user() -> Result<KernelStack, MapError> {
+        Self::with_frames(Frame::alloc_for_user)
+    }
+
+    fn with_frames(alloc: fn() -> Result<Frame, super::frame::FrameError>) -> Result<KernelStack, MapError> {
         let slot = {
             let mut slots = SLOTS.lock();
             match slots.free.pop() {
@@ -49,7 +59,7 @@ impl KernelStack {
         };
         let stack = KernelStack { slot };
         for page in stack.pages() {
-            let frame = Frame::alloc().map_err(|_| MapError::OutOfMemory)?;
+            let frame = alloc().map_err(|_| MapError::OutOfMemory)?;
             kernel_page_table().map(page, frame.phys(), PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
             let _ = frame.into_raw();
         }

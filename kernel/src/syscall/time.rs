@@ -15,7 +15,8 @@ const CLOCK_BOOTTIME: u64 = 7;
 
 fn write_timespec(addr: u64, ns: u64) -> Result<(), Errno> {
     write_user(addr, &((ns / 1_000_000_000) as i64))?;
-    write_user(addr + 8, &((ns % 1_000_000_000) as i64))?;
+    // A pointer near 2^64 wraps here and fails the range check: EFAULT.
+    write_user(addr.wrapping_add(8), &((ns % 1_000_000_000) as i64))?;
     Ok(())
 }
 
@@ -34,7 +35,7 @@ pub fn clock_gettime(clock: u64, tp: u64) -> SysResult {
 /// A relative timeout from user memory, in nanoseconds; EINVAL if malformed.
 pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
     let sec = read_user::<i64>(addr)?;
-    let nsec = read_user::<i64>(addr + 8)?;
+    let nsec = read_user::<i64>(addr.wrapping_add(8))?;
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
@@ -43,12 +44,10 @@ pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
 
 pub fn nanosleep(req: u64, _rem: u64) -> SysResult {
     let ns = read_timespec(req)?;
-    let process = super::current_process();
     let deadline = now_ns().saturating_add(ns);
     let queue = crate::task::wait::WaitQueue::new();
-    queue.wait_until_deadline(deadline, || process.is_exiting());
-    if process.is_exiting() {
-        return Err(Errno::EINTR);
+    match queue.wait_interruptible(Some(deadline), || false) {
+        crate::task::wait::Wake::Interrupted => Err(Errno::EINTR),
+        _ => Ok(0),
     }
-    Ok(0)
 }

@@ -139,7 +139,8 @@ pub fn parse(file: &[u8]) -> Result<Executable, ElfError> {
             .find(|s| s.file_offset <= phoff as u64 && (phoff as u64) < s.file_offset + s.file_size)
             .map(|s| s.vaddr + (phoff as u64 - s.file_offset))
     });
-    Ok(Executable { base, entry: entry + base, segments, phdr: phdr.unwrap_or(0), phent, phnum })
+    let entry = entry.checked_add(base).ok_or(ElfError::BadSegment)?;
+    Ok(Executable { base, entry, segments, phdr: phdr.unwrap_or(0), phent, phnum })
 }
 
 #[cfg(test)]

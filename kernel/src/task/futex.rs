@@ -10,8 +10,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::sched::current;
-use super::wait::WaitQueue;
+use super::wait::{WaitQueue, Wake};
 use crate::mm::uaccess::{read_user, Efault};
 use crate::sync::Mutex;
 
@@ -43,8 +42,6 @@ impl From<Efault> for FutexError {
 
 /// FUTEX_WAIT: sleeps while `*addr == expected`, until woken or `deadline_ns`.
 pub fn wait(mm_id: u64, addr: u64, expected: u32, deadline_ns: Option<u64>) -> Result<(), FutexError> {
-    let thread = current();
-    let process = thread.process.clone().expect("futexes are for user threads");
     let key = (mm_id, addr);
     let waiter = Arc::new(Waiter { woken: AtomicBool::new(false), queue: WaitQueue::new() });
     {
@@ -54,14 +51,8 @@ pub fn wait(mm_id: u64, addr: u64, expected: u32, deadline_ns: Option<u64>) -> R
         }
         table.entry(key).or_default().push_back(waiter.clone());
     }
-    let ready = || waiter.woken.load(Ordering::Acquire) || process.is_exiting();
-    match deadline_ns {
-        Some(deadline) => {
-            waiter.queue.wait_until_deadline(deadline, ready);
-        }
-        None => waiter.queue.wait_until(ready),
-    }
-    if waiter.woken.load(Ordering::Acquire) {
+    let wake = waiter.queue.wait_interruptible(deadline_ns, || waiter.woken.load(Ordering::Acquire));
+    if wake == Wake::Ready || waiter.woken.load(Ordering::Acquire) {
         return Ok(());
     }
     // Not woken by FUTEX_WAKE: take ourselves off the list, unless a waker
@@ -76,10 +67,9 @@ pub fn wait(mm_id: u64, addr: u64, expected: u32, deadline_ns: Option<u64>) -> R
             table.remove(&key);
         }
     }
-    if process.is_exiting() {
-        Err(FutexError::Interrupted)
-    } else {
-        Err(FutexError::TimedOut)
+    match wake {
+        Wake::Interrupted => Err(FutexError::Interrupted),
+        _ => Err(FutexError::TimedOut),
     }
 }
 

@@ -6,10 +6,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::sched;
-use super::thread::{Thread, ThreadState};
+use super::thread::Thread;
 use super::wait::WaitQueue;
-use crate::arch::apic::{self, Delivery, Destination};
-use crate::arch::percpu;
 use crate::mm::addrspace::AddressSpace;
 use crate::sync::SpinLock;
 
@@ -134,24 +132,16 @@ impl Process {
         self.kick_threads();
     }
 
-    /// Gets every thread moving towards its exit: sleepers are woken (their
-    /// waits check `is_exiting`), threads on other CPUs are interrupted.
+    /// Gets every thread moving towards its exit: interruptible sleepers
+    /// (futex, nanosleep, console read) return, threads on other CPUs are
+    /// poked, and every thread leaves at its next return towards user mode.
+    /// `sched::interrupt` decides under the scheduler lock, so a thread that
+    /// is just going to sleep cannot miss it (it once could, and the process
+    /// then never ended).
     fn kick_threads(&self) {
         let threads: Vec<Arc<Thread>> = self.threads.lock().clone();
-        let me = percpu::cpu_id();
         for thread in threads {
-            match thread.state() {
-                ThreadState::Blocked => sched::wake(&thread),
-                ThreadState::Running => {
-                    let cpu = thread.last_cpu.load(Ordering::Relaxed);
-                    if cpu != me {
-                        if let Some(target) = percpu::get(cpu) {
-                            apic::send_ipi(Destination::Apic(target.apic_id), Delivery::Fixed(sched::RESCHED_VECTOR));
-                        }
-                    }
-                }
-                _ => {}
-            }
+            sched::interrupt(&thread);
         }
     }
 

@@ -10,6 +10,11 @@
 //! - Blocking: the thread sets itself `Blocked` (under its wait queue's lock,
 //!   see `wait`), then calls `schedule`. A waker that finds it still on its
 //!   CPU only marks it `Runnable`; `schedule` then keeps running it.
+//! - Interrupting (a process going down): `interrupt` sets the thread's flag
+//!   under this lock, and `schedule` checks the flag of an interruptibly
+//!   blocked thread under this lock too. So either the interrupter sees the
+//!   thread `Blocked` and wakes it, or the thread sees the flag and does not
+//!   sleep: the wake-up cannot fall between a waiter's check and its sleep.
 //! - `SCHED_LOCK` is a leaf apart from what `finish_switch` does after
 //!   releasing it. Spinning on it serves cross-CPU calls, so a CPU waiting for
 //!   a TLB shootdown cannot be deadlocked by CPUs spinning here.
@@ -203,10 +208,40 @@ pub fn wake(thread: &Arc<Thread>) {
     crate::arch::restore_interrupts(saved);
 }
 
-/// Marks the running thread as about to sleep (before `schedule`).
-pub fn prepare_to_block(thread: &Thread) {
+/// Interrupts `thread`: its interruptible waits return from now on. Wakes it
+/// if it sleeps in one, and pokes its CPU if it runs elsewhere, so that it
+/// notices on its way back to user mode.
+pub fn interrupt(thread: &Arc<Thread>) {
     let saved = crate::arch::disable_interrupts();
     SCHED_LOCK.acquire();
+    thread.set_interrupted();
+    match thread.state() {
+        ThreadState::Blocked if thread.interruptible.load(Ordering::Relaxed) => {
+            thread.set_state(ThreadState::Runnable);
+            if !thread.on_cpu.load(Ordering::Relaxed) {
+                enqueue_locked(thread.clone());
+            }
+        }
+        ThreadState::Running => {
+            let cpu = thread.last_cpu.load(Ordering::Relaxed);
+            if cpu != percpu::cpu_id() {
+                if let Some(target) = percpu::get(cpu) {
+                    apic::send_ipi(Destination::Apic(target.apic_id), Delivery::Fixed(RESCHED_VECTOR));
+                }
+            }
+        }
+        _ => {}
+    }
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+}
+
+/// Marks the running thread as about to sleep (before `schedule`);
+/// `interruptible` sleeps end early once the thread is interrupted.
+pub fn prepare_to_block(thread: &Thread, interruptible: bool) {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    thread.interruptible.store(interruptible, Ordering::Relaxed);
     thread.set_state(ThreadState::Blocked);
     SCHED_LOCK.release();
     crate::arch::restore_interrupts(saved);
@@ -224,6 +259,8 @@ pub fn schedule() {
     let next = match prev.state() {
         // Woken before it got here: keep running.
         ThreadState::Runnable if !prev.is_idle => None,
+        // Interrupted before it got here: the wait must not sleep.
+        ThreadState::Blocked if prev.interruptible.load(Ordering::Relaxed) && prev.is_interrupted() => None,
         ThreadState::Running => pick_next_locked(cpu),
         _ => Some(pick_next_locked(cpu).unwrap_or_else(|| IDLE[cpu].get().expect("idle thread").clone())),
     };

@@ -34,6 +34,26 @@ impl ThreadState {
     }
 }
 
+/// User threads whose `Thread` object exists, against `max_threads`.
+static USER_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Linux's default threads-max: RAM / (8 × its 16 KiB kernel stack), at
+/// least 20. Past it clone fails with EAGAIN, as on Linux (our stacks are
+/// bigger, so threads can use up to half of RAM; the frame reserve keeps
+/// the last of it for the kernel).
+pub fn max_threads() -> usize {
+    (crate::mm::frame::stats().total * crate::mm::frame::FRAME_SIZE as usize / (8 * 16 * 1024)).max(20)
+}
+
+/// Why a user thread could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// `max_threads` user threads exist (EAGAIN).
+    TooManyThreads,
+    /// No memory for the kernel stack (ENOMEM).
+    OutOfMemory,
+}
+
 /// Kernel threads are numbered apart from user ids (which start at 1 and
 /// are shared by processes and threads, as on Linux).
 static NEXT_KERNEL_TID: AtomicU32 = AtomicU32::new(1 << 30);
@@ -60,6 +80,12 @@ pub struct Thread {
     pub(super) last_cpu: AtomicUsize,
     /// Set when a timed wait ended by its deadline rather than a wake-up.
     pub timed_out: AtomicBool,
+    /// Set by `sched::interrupt`: interruptible waits return at once from now
+    /// on (the thread's process is going down). Written under the scheduler
+    /// lock, so a sleeper cannot miss it between its check and its sleep.
+    interrupted: AtomicBool,
+    /// The thread is in an interruptible wait (guarded by the scheduler lock).
+    pub(super) interruptible: AtomicBool,
     /// This CPU's idle thread: never queued, never blocks.
     pub(super) is_idle: bool,
 }
@@ -90,13 +116,22 @@ impl Thread {
             clear_child_tid: AtomicU64::new(0),
             last_cpu: AtomicUsize::new(0),
             timed_out: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
+            interruptible: AtomicBool::new(false),
             is_idle,
         }
     }
 
     /// A thread that will enter user mode with `frame`.
-    pub fn new_user(process: Arc<Process>, frame: &TrapFrame, fpu: FpuState) -> Result<Arc<Thread>, MapError> {
-        let stack = KernelStack::new()?;
+    pub fn new_user(process: Arc<Process>, frame: &TrapFrame, fpu: FpuState) -> Result<Arc<Thread>, SpawnError> {
+        let limit = max_threads();
+        USER_THREADS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map_err(|_| SpawnError::TooManyThreads)?;
+        let stack = KernelStack::new_for_user().map_err(|_| {
+            USER_THREADS.fetch_sub(1, Ordering::AcqRel);
+            SpawnError::OutOfMemory
+        })?;
         process.thread_objects.fetch_add(1, Ordering::AcqRel);
         let thread = Thread::new(Some(process), Some(stack), fpu, false);
         let top = thread.kernel_stack_top();
@@ -138,6 +173,22 @@ impl Thread {
         thread.state.store(ThreadState::Running as u8, Ordering::Relaxed);
         thread.on_cpu.store(true, Ordering::Relaxed);
         Arc::new(thread)
+    }
+
+    /// Asks the scheduler to place this (not yet started or blocked) thread
+    /// on `cpu` when all queues are equally long: its last-CPU hint. Tests
+    /// use it to run threads on chosen CPUs.
+    pub fn prefer_cpu(&self, cpu: usize) {
+        self.last_cpu.store(cpu, Ordering::Relaxed);
+    }
+
+    /// Whether interruptible waits must return (`sched::interrupt` was called).
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_interrupted(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
     }
 
     pub fn state(&self) -> ThreadState {
@@ -188,6 +239,7 @@ impl Drop for Thread {
         drop(self.kstack.take());
         if let Some(process) = &self.process {
             process.thread_objects.fetch_sub(1, Ordering::AcqRel);
+            USER_THREADS.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

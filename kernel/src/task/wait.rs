@@ -12,6 +12,17 @@ use super::sched::{self, current};
 use super::thread::Thread;
 use crate::sync::SpinLock;
 
+/// Why a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The condition holds.
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+    /// The thread was interrupted first (`sched::interrupt`).
+    Interrupted,
+}
+
 pub struct WaitQueue {
     waiters: SpinLock<VecDeque<Arc<Thread>>>,
 }
@@ -21,43 +32,60 @@ impl WaitQueue {
         WaitQueue { waiters: SpinLock::new(VecDeque::new()) }
     }
 
-    /// Sleeps until `cond()` returns true. `cond` runs with the queue's
-    /// spinlock held: it must not sleep (it may take leaf spinlocks).
-    pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
-        loop {
-            let thread = current();
-            {
-                let mut waiters = self.waiters.lock();
-                if cond() {
-                    return;
-                }
-                sched::prepare_to_block(&thread);
-                waiters.push_back(thread);
-            }
-            sched::schedule();
-        }
+    /// Sleeps until `cond()` returns true, however long that takes (sleeping
+    /// locks). `cond` runs with the queue's spinlock held: it must not sleep
+    /// (it may take leaf spinlocks).
+    pub fn wait_until(&self, cond: impl FnMut() -> bool) {
+        let woke = self.wait(None, false, cond);
+        debug_assert_eq!(woke, Wake::Ready);
+    }
+
+    /// Sleeps until `cond()` holds, `deadline_ns` (monotonic clock) passes,
+    /// or the thread is interrupted (its process is going down), whichever
+    /// comes first; says which. For waits a user program asked for (futex,
+    /// nanosleep): they must not keep a dying process alive.
+    pub fn wait_interruptible(&self, deadline_ns: Option<u64>, cond: impl FnMut() -> bool) -> Wake {
+        self.wait(deadline_ns, true, cond)
     }
 
     /// Like `wait_until`, but gives up at `deadline_ns` (monotonic clock).
     /// Returns whether `cond` became true.
-    pub fn wait_until_deadline(&self, deadline_ns: u64, mut cond: impl FnMut() -> bool) -> bool {
+    pub fn wait_until_deadline(&self, deadline_ns: u64, cond: impl FnMut() -> bool) -> bool {
+        self.wait(Some(deadline_ns), false, cond) == Wake::Ready
+    }
+
+    fn wait(&self, deadline_ns: Option<u64>, interruptible: bool, mut cond: impl FnMut() -> bool) -> Wake {
         loop {
             let thread = current();
             {
                 let mut waiters = self.waiters.lock();
-                if cond() {
-                    return true;
-                }
-                if crate::arch::time::now_ns() >= deadline_ns {
+                let outcome = if cond() {
+                    Some(Wake::Ready)
+                } else if interruptible && thread.is_interrupted() {
+                    Some(Wake::Interrupted)
+                } else if deadline_ns.is_some_and(|deadline| crate::arch::time::now_ns() >= deadline) {
+                    Some(Wake::TimedOut)
+                } else {
+                    None
+                };
+                if let Some(outcome) = outcome {
                     waiters.retain(|t| !Arc::ptr_eq(t, &thread));
-                    return false;
+                    return outcome;
                 }
-                sched::prepare_to_block(&thread);
+                sched::prepare_to_block(&thread, interruptible);
                 waiters.push_back(thread.clone());
             }
-            let key = super::timer::wake_at(deadline_ns, thread);
-            sched::schedule();
-            super::timer::cancel(key);
+            match deadline_ns {
+                Some(deadline) => {
+                    let key = super::timer::wake_at(deadline, thread);
+                    sched::schedule();
+                    super::timer::cancel(key);
+                }
+                None => {
+                    drop(thread);
+                    sched::schedule();
+                }
+            }
         }
     }
 
@@ -77,5 +105,66 @@ impl WaitQueue {
 impl Default for WaitQueue {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::arch::percpu;
+    use crate::arch::time::now_ns;
+    use crate::task::thread::Thread;
+
+    static QUEUE: WaitQueue = WaitQueue::new();
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+    static RETURNED: AtomicBool = AtomicBool::new(false);
+
+    /// Sleeps interruptibly; its first check of the condition holds still
+    /// until the test has interrupted it, so the interrupt lands between the
+    /// check and the sleep: the window where exit_group once lost its wake-up.
+    extern "C" fn sleeper(_: usize) -> ! {
+        let mut first = true;
+        let wake = QUEUE.wait_interruptible(None, || {
+            if first {
+                first = false;
+                CHECKED.store(true, Ordering::SeqCst);
+                let give_up = now_ns() + 5_000_000_000;
+                while !INTERRUPTED.load(Ordering::SeqCst) && now_ns() < give_up {
+                    core::hint::spin_loop();
+                }
+            }
+            false
+        });
+        RETURNED.store(wake == Wake::Interrupted, Ordering::SeqCst);
+        sched::exit_current()
+    }
+
+    #[test_case]
+    fn an_interrupt_between_check_and_sleep_is_not_lost() {
+        if crate::arch::ipi::online().len() < 2 {
+            return; // the sleeper must spin on another CPU than ours
+        }
+        let thread = Thread::new_kernel(sleeper, 0).expect("a kernel thread");
+        {
+            // Pinned, so that we stay off the CPU the sleeper is placed on.
+            let _pinned = percpu::PreemptGuard::new();
+            let me = percpu::cpu_id();
+            let other = crate::arch::ipi::online().iter().find(|&c| c != me).expect("a second CPU");
+            thread.prefer_cpu(other);
+            sched::enqueue(thread.clone());
+            while !CHECKED.load(Ordering::SeqCst) {
+                core::hint::spin_loop();
+            }
+            sched::interrupt(&thread);
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+        let give_up = now_ns() + 10_000_000_000;
+        while !RETURNED.load(Ordering::SeqCst) && now_ns() < give_up {
+            crate::task::timer::sleep_ns(1_000_000);
+        }
+        assert!(RETURNED.load(Ordering::SeqCst), "the interrupted sleeper went to sleep and never woke");
     }
 }
