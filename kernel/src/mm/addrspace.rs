@@ -27,15 +27,16 @@ use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::frame::{self, Frame, FRAME_SIZE};
+use super::frame::{self, Frame};
 use super::layout::USER_END;
+use super::pages;
 use super::paging::{kernel_page_table, PageTable, ADDR_MASK};
 use crate::arch::ipi::CpuSet;
 use crate::arch::percpu;
 use crate::arch::tlb::{shootdown, FlushScope};
 use crate::sync::{RwSem, SpinLock};
 
-pub const PAGE: u64 = FRAME_SIZE;
+pub use super::pages::PAGE;
 /// The initial stack: its top, and how far it may extend down.
 pub const STACK_TOP: u64 = USER_END;
 pub const STACK_SIZE: u64 = 8 << 20;
@@ -99,9 +100,25 @@ impl SharedMemory {
     }
 }
 
+impl SharedMemory {
+    /// MADV_REMOVE: drops the pages `indices` from the object (they read back
+    /// as zero); their frames are freed after the flush, with the gather's.
+    fn remove(&self, indices: core::ops::Range<u64>, gather: &mut TlbGather) {
+        let mut pages = self.pages.lock();
+        let doomed: Vec<u64> = pages.range(indices).map(|(&index, _)| index).collect();
+        for index in doomed {
+            if let Some(frame) = pages.remove(&index) {
+                gather.frames.push(frame);
+            }
+        }
+    }
+}
+
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        for (_, frame) in core::mem::take(&mut *self.pages.lock()) {
+        // `&mut self` proves nobody else can reach the map: no lock, so the
+        // frames are freed with interrupts on, however many there are.
+        for (_, frame) in core::mem::take(self.pages.get_mut()) {
             // SAFETY: the object owned the frame; the last VMA mapping it is
             // gone and its entries were flushed before the VMA was dropped.
             drop(unsafe { Frame::from_raw(frame) });
@@ -182,6 +199,38 @@ pub enum MapError {
     NoMemory,
     /// MAP_FIXED_NOREPLACE over an existing mapping (EEXIST).
     Exists,
+    /// The mapping's protection forbids it (EACCES: MADV_REMOVE of read-only memory).
+    Denied,
+}
+
+/// The madvise advice that does something to anonymous memory; every other
+/// valid advice is a `Hint` (checked, then nothing to do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// MADV_DONTNEED and MADV_DONTNEED_LOCKED: drop the pages; private ones
+    /// read back as zero, shared ones keep their contents.
+    DontNeed,
+    /// MADV_FREE: private memory only.
+    Free,
+    /// MADV_REMOVE: shared writable memory only; the contents are gone.
+    Remove,
+    /// MADV_WIPEONFORK: private memory only (there is no fork yet).
+    WipeOnFork,
+    PopulateRead,
+    PopulateWrite,
+    Hint,
+}
+
+/// Whether replacing entry `old` by `new` takes a right away (presence,
+/// write or execute), so that CPUs caching `old` must flush it.
+fn loses_rights(old: u64, new: u64) -> bool {
+    let present = PageTableFlags::PRESENT.bits();
+    let writable = PageTableFlags::WRITABLE.bits();
+    let no_exec = PageTableFlags::NO_EXECUTE.bits();
+    old & present != 0
+        && (new & present == 0
+            || (old & writable != 0 && new & writable == 0)
+            || (old & no_exec == 0 && new & no_exec != 0))
 }
 
 /// The VMA set and what else `mmap_lock` guards.
@@ -216,6 +265,47 @@ impl VmaMap {
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
         self.vmas.range(..end).next_back().is_some_and(|(_, v)| v.end > start)
+    }
+
+    /// Whether [start, end) lies strictly inside one VMA, so that removing it
+    /// leaves one VMA more than before.
+    fn splits_one_vma(&self, start: u64, end: u64) -> bool {
+        self.find(start).is_some_and(|vma| vma.start < start && end < vma.end)
+    }
+
+    /// How many VMAs there would be after `mprotect(start, end, prot)`
+    /// (stopping at the first hole, as the call does): splits add, merges
+    /// with alike neighbours take away.
+    fn count_after_mprotect(&self, start: u64, end: u64, prot: Prot) -> usize {
+        let mut pieces: Vec<Vma> = Vec::new();
+        let mut replaced = 0;
+        if let Some(before) = self.vmas.range(..start).next_back().map(|(_, v)| v).filter(|v| v.end == start) {
+            pieces.push(before.clone());
+            replaced += 1;
+        }
+        let mut cursor = start;
+        for vma in self.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
+            if vma.start > cursor {
+                break;
+            }
+            replaced += 1;
+            let mut middle = vma.clone();
+            if middle.start < start {
+                let back = middle.split_off(start);
+                pieces.push(core::mem::replace(&mut middle, back));
+            }
+            let tail = (middle.end > end).then(|| middle.split_off(end));
+            middle.prot = prot;
+            pieces.push(middle);
+            pieces.extend(tail);
+            cursor = vma.end;
+        }
+        if let Some(after) = self.vmas.get(&cursor.min(end)).filter(|_| cursor >= end) {
+            pieces.push(after.clone());
+            replaced += 1;
+        }
+        let merged = pieces.windows(2).filter(|pair| pair[0].can_merge_with(&pair[1])).count();
+        self.vmas.len() - replaced + pieces.len() - merged
     }
 
     /// Splits the VMA that straddles `at`, if any.
@@ -395,235 +485,261 @@ impl AddressSpace {
     }
 
     /// Removes the translations of [start, end) in `vma` and collects what
-    /// must be freed after the flush.
+    /// must be freed after the flush. Visits populated tables only.
     fn zap(&self, vma: &Vma, start: u64, end: u64, gather: &mut TlbGather) {
-        for page in (start..end).step_by(PAGE as usize) {
-            let Some(pte) = self.pte(page, false) else { continue };
+        let private = matches!(vma.backing, Backing::Private);
+        self.page_table.for_each_user_leaf(start, end, |page, pte| {
             let old = pte.swap(0, Ordering::AcqRel);
             if old == 0 {
-                continue;
+                return;
             }
             gather.add_page(page);
-            if matches!(vma.backing, Backing::Private) {
+            if private {
                 gather.frames.push(PhysFrame::containing_address(PhysAddr::new(old & ADDR_MASK)));
             }
-        }
+        });
     }
 
-    /// Rewrites the entries of [start, end) for protection `prot`.
+    /// Rewrites the entries of [start, end) for protection `prot`. Only
+    /// entries that lose a right need a flush: a stale entry with fewer rights
+    /// than the VMA allows just causes a spurious fault, which `handle_fault`
+    /// repairs.
     fn change_protection(&self, start: u64, end: u64, prot: Prot, gather: &mut TlbGather) {
-        for page in (start..end).step_by(PAGE as usize) {
-            let Some(pte) = self.pte(page, false) else { continue };
-            let _ = pte.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                if old == 0 {
-                    return None;
-                }
-                Some(if prot.is_none() {
-                    (old & ADDR_MASK) | PTE_PROT_NONE
-                } else {
-                    (old & ADDR_MASK) | prot.pte_flags().bits()
-                })
+        let bits = if prot.is_none() { PTE_PROT_NONE } else { prot.pte_flags().bits() };
+        self.page_table.for_each_user_leaf(start, end, |page, pte| {
+            let update = pte.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old != 0 && old & !ADDR_MASK != bits).then_some((old & ADDR_MASK) | bits)
             });
-            gather.add_page(page);
+            if let Ok(old) = update {
+                if loses_rights(old, (old & ADDR_MASK) | bits) {
+                    gather.add_page(page);
+                }
+            }
+        });
+    }
+
+    /// Removes the VMAs (cut to size) in [start, end) and their translations;
+    /// the caller holds the write lock and finishes `gather` before dropping it.
+    fn unmap_locked(&self, map: &mut VmaMap, start: u64, end: u64, gather: &mut TlbGather) {
+        for vma in map.remove_range(start, end) {
+            self.zap(&vma, vma.start, vma.end, gather);
+            gather.dropped_vmas.push(vma);
         }
     }
 
     /// mmap of anonymous memory; the system-call layer has checked the flags.
     pub fn mmap(&self, request: &MmapRequest) -> Result<u64, MapError> {
-        let len = request.len.checked_add(PAGE - 1).ok_or(MapError::NoMemory)? & !(PAGE - 1);
-        if len == 0 || len > USER_END {
+        let len = pages::round_up(request.len).filter(|&len| len != 0 && len <= USER_END).ok_or(MapError::NoMemory)?;
+        let mut map = self.vmas.write();
+        // As Linux's do_mmap: refused only once the count is above the limit.
+        if map.len() > MAX_MAP_COUNT {
+            return Err(MapError::NoMemory);
+        }
+        let start = if request.fixed || request.fixed_noreplace {
+            let start = request.addr;
+            if !pages::is_aligned(start) {
+                return Err(MapError::Invalid);
+            }
+            if pages::user_end(start, len).is_none() {
+                return Err(MapError::NoMemory);
+            }
+            if request.fixed_noreplace && map.overlaps(start, start + len) {
+                return Err(MapError::Exists);
+            }
+            start
+        } else {
+            let hint = pages::round_down(request.addr);
+            if hint >= MMAP_MIN && pages::user_end(hint, len).is_some() && !map.overlaps(hint, hint + len) {
+                hint
+            } else {
+                map.find_free(len).ok_or(MapError::NoMemory)?
+            }
+        };
+        let end = start + len;
+        if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
             return Err(MapError::NoMemory);
         }
         let mut gather = TlbGather::new();
-        let start = {
-            let mut map = self.vmas.write();
-            let start = if request.fixed || request.fixed_noreplace {
-                let start = request.addr;
-                if !start.is_multiple_of(PAGE) {
-                    return Err(MapError::Invalid);
-                }
-                if start.checked_add(len).is_none_or(|end| end > USER_END) {
-                    return Err(MapError::NoMemory);
-                }
-                if request.fixed_noreplace && map.overlaps(start, start + len) {
-                    return Err(MapError::Exists);
-                }
-                start
-            } else {
-                let hint = request.addr & !(PAGE - 1);
-                if hint >= MMAP_MIN
-                    && hint.checked_add(len).is_some_and(|e| e <= USER_END)
-                    && !map.overlaps(hint, hint + len)
-                {
-                    hint
-                } else {
-                    map.find_free(len).ok_or(MapError::NoMemory)?
-                }
-            };
-            // A new VMA, plus one more if MAP_FIXED splits an existing one.
-            if map.len() + 2 > MAX_MAP_COUNT {
-                return Err(MapError::NoMemory);
-            }
-            if request.fixed {
-                for vma in map.remove_range(start, start + len) {
-                    self.zap(&vma, vma.start, vma.end, &mut gather);
-                    gather.dropped_vmas.push(vma);
-                }
-            }
-            let backing = if request.shared {
-                Backing::Shared { memory: Arc::new(SharedMemory::default()), first_page: 0 }
-            } else {
-                Backing::Private
-            };
-            map.insert(Vma { start, end: start + len, prot: request.prot, backing });
-            start
+        self.unmap_locked(&mut map, start, end, &mut gather);
+        let backing = if request.shared {
+            Backing::Shared { memory: Arc::new(SharedMemory::default()), first_page: 0 }
+        } else {
+            Backing::Private
         };
-        gather.finish(self);
+        map.insert(Vma { start, end, prot: request.prot, backing });
+        gather.finish(self, &map);
+        drop(map);
         if request.populate {
-            self.populate(start, start + len);
+            let access = if request.prot.contains(Prot::WRITE) { Access::Write } else { Access::Read };
+            // MAP_POPULATE is best effort: the mapping stands whatever happens.
+            let _ = self.populate(start, end, access);
         }
         Ok(start)
     }
 
-    /// Faults in every page of [start, end) that its VMA allows (MAP_POPULATE).
-    fn populate(&self, start: u64, end: u64) {
+    /// Faults in every page of [start, end) for `access`, in order; stops at
+    /// the first hole (NoMemory), at a VMA that forbids the access (Invalid,
+    /// as MADV_POPULATE_* on Linux), or when memory runs out (NoMemory).
+    fn populate(&self, start: u64, end: u64, access: Access) -> Result<(), MapError> {
         let map = self.vmas.read();
-        for page in (start..end).step_by(PAGE as usize) {
-            if let Some(vma) = map.find(page) {
-                let access = if vma.prot.contains(Prot::WRITE) { Access::Write } else { Access::Read };
-                if self.handle_fault(vma, page, access).is_err() {
-                    break;
-                }
+        let mut page = start;
+        while page < end {
+            let vma = map.find(page).ok_or(MapError::NoMemory)?;
+            if !vma.allows(access) {
+                return Err(MapError::Invalid);
+            }
+            let vma_end = vma.end.min(end);
+            while page < vma_end {
+                self.handle_fault(vma, page, access).map_err(|_| MapError::NoMemory)?;
+                page += PAGE;
             }
         }
+        Ok(())
     }
 
     pub fn munmap(&self, start: u64, len: u64) -> Result<(), MapError> {
         let end = checked_range(start, len).ok_or(MapError::Invalid)?;
-        let mut gather = TlbGather::new();
-        {
-            let mut map = self.vmas.write();
-            // Unmapping the middle of a VMA splits it in two.
-            if map.len() + 1 > MAX_MAP_COUNT {
-                return Err(MapError::NoMemory);
-            }
-            for vma in map.remove_range(start, end) {
-                self.zap(&vma, vma.start, vma.end, &mut gather);
-                gather.dropped_vmas.push(vma);
-            }
+        let mut map = self.vmas.write();
+        // Linux refuses only a split that would leave one VMA more than the limit.
+        if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
+            return Err(MapError::NoMemory);
         }
-        gather.finish(self);
+        let mut gather = TlbGather::new();
+        self.unmap_locked(&mut map, start, end, &mut gather);
+        gather.finish(self, &map);
         Ok(())
     }
 
-    /// Applies `prot` to [start, end); fails with NoMemory at the first hole
-    /// (VMAs before it keep the change, as on Linux).
-    pub fn mprotect(&self, start: u64, len: u64, prot: Prot) -> Result<(), MapError> {
-        let end =
-            start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
+    /// Applies `prot` to the page-aligned range [start, end); fails with
+    /// NoMemory at the first hole (VMAs before it keep the change, as on
+    /// Linux), or when the VMAs it would leave exceed the limit.
+    pub fn mprotect(&self, start: u64, end: u64, prot: Prot) -> Result<(), MapError> {
+        let mut map = self.vmas.write();
+        if map.find(start).is_none() {
+            return Err(MapError::NoMemory);
+        }
+        // Counting the result costs a walk of the range: only near the limit.
+        if map.len() + 2 > MAX_MAP_COUNT && map.count_after_mprotect(start, end, prot) > MAX_MAP_COUNT {
+            return Err(MapError::NoMemory);
+        }
         let mut gather = TlbGather::new();
-        let result = {
-            let mut map = self.vmas.write();
-            let mut result = Ok(());
-            let mut cursor = start;
-            if map.len() + 2 > MAX_MAP_COUNT {
-                return Err(MapError::NoMemory);
-            }
-            map.split_at(start);
-            map.split_at(end);
-            while cursor < end {
-                let Some(vma) = map.vmas.get_mut(&cursor) else {
-                    result = Err(MapError::NoMemory);
-                    break;
-                };
-                vma.prot = prot;
-                let vma_end = vma.end;
-                self.change_protection(cursor, vma_end, prot, &mut gather);
-                cursor = vma_end;
-            }
-            let touched: Vec<u64> = map.vmas.range(start..=end).map(|(&k, _)| k).collect();
-            for boundary in touched.into_iter().chain([end]) {
-                map.merge_at(boundary);
-            }
-            result
-        };
-        gather.finish(self);
-        result
-    }
-
-    /// MADV_DONTNEED: drops the pages of [start, end); private ones read back
-    /// as zero afterwards, shared ones keep their contents. NoMemory if part of
-    /// the range is unmapped (the mapped parts are still dropped).
-    pub fn madvise_dontneed(&self, start: u64, len: u64) -> Result<(), MapError> {
-        let end =
-            start.checked_add((len + PAGE - 1) & !(PAGE - 1)).filter(|&e| e <= USER_END).ok_or(MapError::NoMemory)?;
-        let mut gather = TlbGather::new();
-        let result = {
-            let map = self.vmas.read();
-            let mut cursor = start;
-            let mut result = Ok(());
-            for vma in map.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
-                if vma.start > cursor {
-                    result = Err(MapError::NoMemory);
-                }
-                self.zap(vma, vma.start.max(start), vma.end.min(end), &mut gather);
-                cursor = vma.end;
-            }
-            if cursor < end {
+        map.split_at(start);
+        map.split_at(end);
+        let mut result = Ok(());
+        let mut cursor = start;
+        while cursor < end {
+            let Some(vma) = map.vmas.get_mut(&cursor) else {
                 result = Err(MapError::NoMemory);
+                break;
+            };
+            let vma_end = vma.end;
+            if vma.prot != prot {
+                vma.prot = prot;
+                self.change_protection(cursor, vma_end, prot, &mut gather);
             }
-            result
-        };
-        gather.finish(self);
+            cursor = vma_end;
+        }
+        let touched: Vec<u64> = map.vmas.range(start..=end).map(|(&k, _)| k).collect();
+        for boundary in touched.into_iter().chain([start, end]) {
+            map.merge_at(boundary);
+        }
+        gather.finish(self, &map);
         result
     }
 
-    /// Whether all of [start, start + len) is mapped (madvise's check).
-    pub fn is_mapped(&self, start: u64, len: u64) -> bool {
-        let end = start.saturating_add(len);
+    /// madvise on the page-aligned, non-empty range [start, end), with Linux's
+    /// results: a hole makes the call fail with NoMemory once the rest is
+    /// done; a VMA of the wrong kind fails it at once.
+    pub fn madvise(&self, start: u64, end: u64, advice: Advice) -> Result<(), MapError> {
+        match advice {
+            Advice::PopulateRead => return self.populate(start, end, Access::Read),
+            Advice::PopulateWrite => return self.populate(start, end, Access::Write),
+            _ => {}
+        }
+        // Dropping pages needs only the read lock: a concurrent fault on a
+        // dropped page installs a fresh one, which is what it would get after.
         let map = self.vmas.read();
+        let mut gather = TlbGather::new();
+        let mut result = Ok(());
         let mut cursor = start;
         for vma in map.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
             if vma.start > cursor {
-                return false;
+                result = Err(MapError::NoMemory);
+            }
+            let (from, to) = (vma.start.max(start), vma.end.min(end));
+            let shared = matches!(vma.backing, Backing::Shared { .. });
+            match advice {
+                Advice::DontNeed => self.zap(vma, from, to, &mut gather),
+                // We never reclaim, so "free when memory is short" is "free now";
+                // the program must not rely on the contents either way.
+                Advice::Free if !shared => self.zap(vma, from, to, &mut gather),
+                Advice::Remove if !shared => result = Err(MapError::Invalid),
+                Advice::Remove if !vma.prot.contains(Prot::WRITE) => result = Err(MapError::Denied),
+                Advice::Remove => {
+                    self.zap(vma, from, to, &mut gather);
+                    if let Backing::Shared { memory, first_page } = &vma.backing {
+                        let first = first_page + (from - vma.start) / PAGE;
+                        memory.remove(first..first + (to - from) / PAGE, &mut gather);
+                    }
+                }
+                Advice::Free | Advice::WipeOnFork if shared => result = Err(MapError::Invalid),
+                _ => {}
+            }
+            if matches!(result, Err(MapError::Invalid | MapError::Denied)) {
+                break;
             }
             cursor = vma.end;
         }
-        cursor >= end
+        if result.is_ok() && cursor < end {
+            result = Err(MapError::NoMemory);
+        }
+        gather.finish(self, &map);
+        result
+    }
+
+    /// Whether a futex word other processes could share may live at `addr`
+    /// (Linux's get_futex_key for non-private futexes): mapped, accessible,
+    /// and writable if private (a read-only private page is refused).
+    pub fn can_hold_shared_futex(&self, addr: u64) -> bool {
+        self.vmas.read().find(addr).is_some_and(|vma| match vma.backing {
+            Backing::Shared { .. } => !vma.prot.is_none(),
+            Backing::Private => vma.prot.contains(Prot::WRITE),
+        })
+    }
+
+    /// For mprotect with PROT_GROWSUP (`at_start`: a VMA contains `start`)
+    /// or PROT_GROWSDOWN (a VMA meets [start, end)).
+    pub fn has_vma_in(&self, start: u64, end: u64, at_start: bool) -> bool {
+        let map = self.vmas.read();
+        if at_start {
+            map.find(start).is_some()
+        } else {
+            map.overlaps(start, end)
+        }
     }
 
     /// brk: moves the program break; returns the break in effect afterwards.
     pub fn brk(&self, requested: u64) -> u64 {
+        let mut map = self.vmas.write();
+        let (base, old) = (map.brk_start, map.brk);
+        if requested < base || requested > USER_END {
+            return old;
+        }
+        // Both are at most USER_END, so rounding them up cannot overflow.
+        let old_end = pages::round_up(old).unwrap_or(USER_END);
+        let new_end = pages::round_up(requested).unwrap_or(USER_END);
         let mut gather = TlbGather::new();
-        let result = {
-            let mut map = self.vmas.write();
-            let (base, old) = (map.brk_start, map.brk);
-            if requested < base || requested > USER_END {
+        if new_end < old_end {
+            self.unmap_locked(&mut map, new_end, old_end, &mut gather);
+        } else if new_end > old_end {
+            if map.overlaps(old_end, new_end) || map.len() > MAX_MAP_COUNT {
                 return old;
             }
-            let old_end = (old + PAGE - 1) & !(PAGE - 1);
-            let new_end = (requested + PAGE - 1) & !(PAGE - 1);
-            if new_end < old_end {
-                for vma in map.remove_range(new_end, old_end) {
-                    self.zap(&vma, vma.start, vma.end, &mut gather);
-                    gather.dropped_vmas.push(vma);
-                }
-            } else if new_end > old_end {
-                if map.overlaps(old_end, new_end) || map.len() + 1 > MAX_MAP_COUNT {
-                    return old;
-                }
-                map.insert(Vma {
-                    start: old_end,
-                    end: new_end,
-                    prot: Prot::READ | Prot::WRITE,
-                    backing: Backing::Private,
-                });
-            }
-            map.brk = requested;
-            requested
-        };
-        gather.finish(self);
-        result
+            map.insert(Vma { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, backing: Backing::Private });
+        }
+        map.brk = requested;
+        gather.finish(self, &map);
+        requested
     }
 
     /// Sets where the heap starts (after the program's last segment).
@@ -697,15 +813,15 @@ impl Default for Prot {
 
 /// `start + len` page-rounded, if the range is aligned, non-empty and user space.
 fn checked_range(start: u64, len: u64) -> Option<u64> {
-    if !start.is_multiple_of(PAGE) || len == 0 {
+    if !pages::is_aligned(start) || len == 0 {
         return None;
     }
-    let end = start.checked_add(len.checked_add(PAGE - 1)? & !(PAGE - 1))?;
-    (end <= USER_END).then_some(end)
+    pages::user_end(start, len)
 }
 
-/// Pages whose translations were removed or changed, and the frames to free
-/// once every CPU has dropped them: gather, then flush, then free.
+/// Pages whose translations were removed or reduced, and the frames to free
+/// once every CPU has dropped them: gather, then flush, then free. Dropping
+/// one with work still in it is a bug (checked in debug builds).
 #[must_use = "finish() flushes the TLBs and frees the gathered frames"]
 struct TlbGather {
     frames: Vec<PhysFrame>,
@@ -727,27 +843,44 @@ impl TlbGather {
         self.pages += 1;
     }
 
-    /// Flushes every CPU that has `mm` loaded, then frees.
-    fn finish(self, mm: &AddressSpace) {
+    /// Flushes every CPU that has `mm` loaded, then frees. `_locked` borrows
+    /// the `mmap_lock` guard under which the entries were changed, so the
+    /// flush is done before that lock is released: a second munmap of the
+    /// same range cannot return while another CPU still holds a translation.
+    fn finish(mut self, mm: &AddressSpace, _locked: &VmaMap) {
         if self.pages > 0 {
             let span = ((self.last - self.first) / PAGE + 1) as usize;
+            // Pinned: the set of CPUs to flush is "every one but this one".
             let _guard = percpu::PreemptGuard::new();
             let cpus = mm.cpus();
             if !cpus.is_empty() {
                 mm.stats.shootdowns.fetch_add(1, Ordering::Relaxed);
                 shootdown(cpus, FlushScope::Range { start: VirtAddr::new(self.first), pages: span });
             }
+            self.pages = 0;
         }
         self.release();
     }
 
-    fn release(self) {
-        for frame in self.frames {
-            // SAFETY: the frame belonged to a private page whose entry is
-            // gone and whose translation every CPU has dropped (`finish`).
+    /// Frees what was gathered, without a flush: for a space no CPU has loaded.
+    fn release(mut self) {
+        for frame in core::mem::take(&mut self.frames) {
+            // SAFETY: the frame belonged to a private page (or a removed shared
+            // page) whose entry is gone and whose translation every CPU has
+            // dropped (`finish`, or no CPU ever loaded the space).
             drop(unsafe { Frame::from_raw(frame) });
         }
-        drop(self.dropped_vmas);
+        drop(core::mem::take(&mut self.dropped_vmas));
+        self.pages = 0;
+    }
+}
+
+impl Drop for TlbGather {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.pages == 0 && self.frames.is_empty() && self.dropped_vmas.is_empty(),
+            "a TlbGather with work in it was dropped without finish()"
+        );
     }
 }
 
@@ -801,7 +934,7 @@ mod tests {
         let mm = AddressSpace::new().unwrap();
         let base = 0x10_0000_0000;
         assert_eq!(mm.mmap(&anon(base, 4 * PAGE, true)), Ok(base));
-        mm.mprotect(base + PAGE, PAGE, Prot::READ).unwrap();
+        mm.mprotect(base + PAGE, base + 2 * PAGE, Prot::READ).unwrap();
         assert_eq!(
             ranges(&mm),
             [
@@ -810,7 +943,7 @@ mod tests {
                 (base + 2 * PAGE, base + 4 * PAGE, RW)
             ]
         );
-        mm.mprotect(base + PAGE, PAGE, RW).unwrap();
+        mm.mprotect(base + PAGE, base + 2 * PAGE, RW).unwrap();
         assert_eq!(ranges(&mm), [(base, base + 4 * PAGE, RW)], "alike neighbours merge back");
         mm.munmap(base + PAGE, 2 * PAGE).unwrap();
         assert_eq!(ranges(&mm), [(base, base + PAGE, RW), (base + 3 * PAGE, base + 4 * PAGE, RW)]);
@@ -824,10 +957,14 @@ mod tests {
         let noreplace = MmapRequest { fixed_noreplace: true, ..anon(base, PAGE, false) };
         assert_eq!(mm.mmap(&noreplace), Err(MapError::Exists));
         assert_eq!(mm.mmap(&anon(base + 1, PAGE, true)), Err(MapError::Invalid), "MAP_FIXED needs alignment");
-        assert_eq!(mm.mprotect(base + PAGE, PAGE, RW), Err(MapError::NoMemory), "mprotect of a hole");
+        assert_eq!(mm.mprotect(base + PAGE, base + 2 * PAGE, RW), Err(MapError::NoMemory), "mprotect of a hole");
         assert_eq!(mm.munmap(base + 1, PAGE), Err(MapError::Invalid));
         assert_eq!(mm.munmap(USER_END, PAGE), Err(MapError::Invalid));
-        assert_eq!(mm.madvise_dontneed(base, 2 * PAGE), Err(MapError::NoMemory), "part of the range is a hole");
+        assert_eq!(
+            mm.madvise(base, base + 2 * PAGE, Advice::DontNeed),
+            Err(MapError::NoMemory),
+            "part of the range is a hole"
+        );
     }
 
     #[test_case]
@@ -845,7 +982,7 @@ mod tests {
         }
         mm.write_bytes(base + 5, b"hello").unwrap();
         assert!(frame::allocated() >= before + 64);
-        mm.madvise_dontneed(base, 32 * PAGE).unwrap();
+        mm.madvise(base, base + 32 * PAGE, Advice::DontNeed).unwrap();
         drop(mm);
         assert_eq!(frame::allocated(), before, "data and page-table frames all came back");
     }
@@ -854,20 +991,152 @@ mod tests {
     fn the_vma_count_is_capped_like_linux() {
         let mm = AddressSpace::new().unwrap();
         let base = 0x30_0000_0000;
+        let page = |i: u64| base + i * PAGE;
         let pages = MAX_MAP_COUNT as u64 + 8;
         mm.mmap(&MmapRequest { prot: Prot::READ, ..anon(base, pages * PAGE, true) }).unwrap();
-        // Every other page writable: each mprotect adds VMAs until the cap.
+        // Every other page writable: each mprotect adds two VMAs until the cap.
         let mut refused = None;
         for i in (1..pages).step_by(2) {
-            if let Err(err) = mm.mprotect(base + i * PAGE, PAGE, RW) {
+            if let Err(err) = mm.mprotect(page(i), page(i + 1), RW) {
                 refused = Some((i, err));
                 break;
             }
         }
         let (at, err) = refused.expect("the cap was reached");
         assert_eq!(err, MapError::NoMemory);
-        assert!(mm.vmas.read().len() <= MAX_MAP_COUNT);
-        assert!(at > MAX_MAP_COUNT as u64 - 8, "refused only near the cap (at page {at})");
+        // Pages from `at - 1` on are still one read-only VMA.
+        let tail = at - 1;
+        let count = || mm.vmas.read().len();
+        if count() == MAX_MAP_COUNT - 1 {
+            // One split (at an end of the read-only tail) fits: fill up to the cap.
+            mm.mprotect(page(pages - 1), page(pages), RW).unwrap();
+        }
+        assert_eq!(count(), MAX_MAP_COUNT);
+        // At the cap, what would add a VMA is refused...
+        assert_eq!(mm.munmap(page(tail + 1), PAGE), Err(MapError::NoMemory), "a hole in the middle of a VMA");
+        assert_eq!(mm.mprotect(page(tail + 1), page(tail + 2), RW), Err(MapError::NoMemory));
+        assert_eq!(count(), MAX_MAP_COUNT, "refusals change nothing");
+        // ...and what does not is done, as on Linux.
+        mm.munmap(page(tail), PAGE).expect("cutting the end off a VMA keeps the count");
+        assert_eq!(count(), MAX_MAP_COUNT);
+        mm.munmap(page(1), PAGE).expect("unmapping a whole VMA");
+        assert_eq!(count(), MAX_MAP_COUNT - 1);
+        mm.mprotect(page(3), page(4), Prot::READ).expect("a whole VMA that merges with both neighbours");
+        assert_eq!(count(), MAX_MAP_COUNT - 3);
+    }
+
+    #[test_case]
+    fn a_huge_prot_none_reservation_costs_only_its_populated_tables() {
+        let mm = AddressSpace::new().unwrap();
+        let len = 1 << 46;
+        let base = mm.mmap(&MmapRequest { prot: Prot::empty(), ..anon(0, len, false) }).unwrap();
+        let middle = base + len / 2;
+        mm.mprotect(middle, middle + 4 * PAGE, RW).unwrap();
+        {
+            let map = mm.vmas.read();
+            let vma = map.find(middle).unwrap().clone();
+            for i in 0..4 {
+                mm.handle_fault(&vma, middle + i * PAGE, Access::Write).unwrap();
+            }
+        }
+        // Each of these once walked all 2^34 pages of the range, one by one.
+        mm.mprotect(base, base + len, Prot::READ).unwrap();
+        mm.madvise(base, base + len, Advice::DontNeed).unwrap();
+        mm.munmap(base, len).unwrap();
+        let again = mm.mmap(&MmapRequest { prot: Prot::empty(), ..anon(0, len, false) }).unwrap();
+        mm.mprotect(again + PAGE, again + 2 * PAGE, RW).unwrap();
+        drop(mm); // teardown walks the reservation too
+    }
+
+    #[test_case]
+    fn freeing_a_large_shared_object_keeps_interrupts_on() {
+        let memory = SharedMemory::default();
+        let pages = 16 * 1024; // 64 MiB
+        for index in 0..pages {
+            memory.page(index).unwrap();
+        }
+        // Pinned, to read this CPU's tick counter before and after.
+        let _pinned = percpu::PreemptGuard::new();
+        let ticks = || percpu::current().ticks.load(Ordering::Relaxed);
+        let (before, start) = (ticks(), crate::arch::time::now_ns());
+        drop(memory);
+        let (ticked, took) = (ticks() - before, crate::arch::time::now_ns() - start);
+        // The tick is 100 Hz. With interrupts off for the whole free (the
+        // object's spinlock held), at most one tick gets in, after it.
+        if took >= 50_000_000 {
+            assert!(ticked >= 2, "{ticked} ticks in {} ms of freeing: interrupts were off", took / 1_000_000);
+        }
+    }
+
+    #[test_case]
+    fn munmap_flushes_other_cpus_before_it_releases_the_lock() {
+        use crate::task::{sched, thread::Thread};
+        use core::sync::atomic::AtomicBool;
+        static HOLD_CPU: AtomicBool = AtomicBool::new(false);
+        static HOLDING: AtomicBool = AtomicBool::new(false);
+        static LOCK_WAS_HELD: AtomicBool = AtomicBool::new(false);
+        static CHECKED: AtomicBool = AtomicBool::new(false);
+        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(None);
+
+        /// Waits until the munmap is flushing (waiting for the held CPU),
+        /// then tries the lock a second munmap would take; releases the CPU.
+        extern "C" fn checker(_: usize) -> ! {
+            let mm = SPACE.lock().clone().expect("the test's space");
+            let _pinned = percpu::PreemptGuard::new();
+            let give_up = crate::arch::time::now_ns() + 10_000_000_000;
+            while mm.stats.shootdowns.load(Ordering::SeqCst) == 0 && crate::arch::time::now_ns() < give_up {
+                core::hint::spin_loop();
+            }
+            LOCK_WAS_HELD.store(mm.vmas.try_write().is_none(), Ordering::SeqCst);
+            CHECKED.store(true, Ordering::SeqCst);
+            HOLD_CPU.store(false, Ordering::SeqCst);
+            drop(mm);
+            sched::exit_current()
+        }
+
+        let online = crate::arch::ipi::online();
+        if online.len() < 3 {
+            return; // needs us, a CPU that holds the flush up, and the checker's
+        }
+        let mm = Arc::new(AddressSpace::new().unwrap());
+        let base = mm.mmap(&anon(0, PAGE, false)).unwrap();
+        {
+            let map = mm.vmas.read();
+            let vma = map.find(base).unwrap().clone();
+            mm.handle_fault(&vma, base, Access::Write).unwrap();
+        }
+        *SPACE.lock() = Some(mm.clone());
+        let (held, checker_cpu) = {
+            let _pinned = percpu::PreemptGuard::new();
+            let me = percpu::cpu_id();
+            let mut others = online.iter().filter(|&c| c != me);
+            (others.next().unwrap(), others.next().unwrap())
+        };
+        // CPU `held` loads the space, then keeps its interrupts off (inside a
+        // cross-CPU call) until the checker lets it go: our flush must wait.
+        HOLD_CPU.store(true, Ordering::SeqCst);
+        let on_held = mm.clone();
+        crate::arch::ipi::call_async(
+            CpuSet::single(held),
+            alloc::boxed::Box::new(move || {
+                switch(None, Some(&on_held));
+                HOLDING.store(true, Ordering::SeqCst);
+                while HOLD_CPU.load(Ordering::SeqCst) {
+                    core::hint::spin_loop();
+                }
+                switch(Some(&on_held), None);
+            }),
+        );
+        while !HOLDING.load(Ordering::SeqCst) {
+            core::hint::spin_loop();
+        }
+        let thread = Thread::new_kernel(checker, 0).expect("a kernel thread");
+        thread.prefer_cpu(checker_cpu);
+        sched::enqueue(thread);
+        mm.munmap(base, PAGE).unwrap();
+        assert!(CHECKED.load(Ordering::SeqCst), "the checker ran while the flush waited");
+        assert!(LOCK_WAS_HELD.load(Ordering::SeqCst), "the mmap lock was free while another CPU held the translation");
+        *SPACE.lock() = None;
     }
 
     #[test_case]

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod heap;
 pub mod kstack;
 pub mod layout;
+pub mod pages;
 pub mod paging;
 pub mod uaccess;
 

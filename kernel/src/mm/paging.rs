@@ -88,7 +88,7 @@ pub(super) fn init() {
     // spaces copied from the kernel half later see everything added below them.
     for start in super::layout::KERNEL_OWN_SLOTS {
         table
-            .walk(VirtAddr::new(start), Some(intermediate_flags(PageTableFlags::WRITABLE)), 3)
+            .walk(VirtAddr::new(start), Some(intermediate_flags(PageTableFlags::WRITABLE)), 3, false)
             .expect("a frame for each kernel PML4 slot");
     }
 }
@@ -126,11 +126,14 @@ impl PageTable {
 
     /// The entry for `addr` at `stop_level` (1 = the 4 KiB leaf). With
     /// `create`, missing tables on the way are allocated with those flags.
+    /// Tables created for user pages come from the user side of the frame
+    /// reserve (`for_user`), so a program cannot spend the kernel's last frames.
     fn walk(
         &self,
         addr: VirtAddr,
         create: Option<PageTableFlags>,
         stop_level: u8,
+        for_user: bool,
     ) -> Result<&'static AtomicU64, WalkError> {
         let mut table = self.root.start_address();
         for level in (stop_level + 1..=4).rev() {
@@ -138,7 +141,8 @@ impl PageTable {
             let mut value = entry.load(Ordering::Acquire);
             if value & PageTableFlags::PRESENT.bits() == 0 {
                 let Some(flags) = create else { return Err(WalkError::Missing) };
-                let new = Frame::alloc_zeroed().map_err(|_| WalkError::OutOfMemory)?;
+                let new = if for_user { Frame::alloc_zeroed_for_user() } else { Frame::alloc_zeroed() }
+                    .map_err(|_| WalkError::OutOfMemory)?;
                 let proposed = new.start().as_u64() | flags.bits();
                 match entry.compare_exchange(value, proposed, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
@@ -163,7 +167,7 @@ impl PageTable {
     }
 
     fn leaf(&self, page: Page<Size4KiB>) -> Result<&'static AtomicU64, UnmapError> {
-        self.walk(page.start_address(), None, 1).map_err(|e| match e {
+        self.walk(page.start_address(), None, 1, false).map_err(|e| match e {
             WalkError::HugePage => UnmapError::HugePage,
             WalkError::Missing | WalkError::OutOfMemory => UnmapError::NotMapped,
         })
@@ -172,7 +176,7 @@ impl PageTable {
     /// Maps `page` to `frame` with `flags` (PRESENT is implied). The frame is
     /// not owned by the table: the caller decides when it may be freed.
     pub fn map(&self, page: Page<Size4KiB>, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MapError> {
-        let entry = self.walk(page.start_address(), Some(intermediate_flags(flags)), 1)?;
+        let entry = self.walk(page.start_address(), Some(intermediate_flags(flags)), 1, false)?;
         let value = frame.start_address().as_u64() | (flags | PageTableFlags::PRESENT).bits();
         entry
             .compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire)
@@ -209,10 +213,45 @@ impl PageTable {
     /// keeps its own entry formats (e.g. PROT_NONE pages) with atomic updates.
     pub(crate) fn user_pte(&self, page: Page<Size4KiB>, create: bool) -> Result<&'static AtomicU64, MapError> {
         let flags = create.then(|| intermediate_flags(PageTableFlags::USER_ACCESSIBLE));
-        self.walk(page.start_address(), flags, 1).map_err(|e| match e {
+        self.walk(page.start_address(), flags, 1, true).map_err(|e| match e {
             WalkError::Missing => MapError::AlreadyMapped,
             other => MapError::from(other),
         })
+    }
+
+    /// Calls `f(addr, entry)` for every non-empty leaf entry of user pages in
+    /// [start, end) (present or not: PROT_NONE pages keep a non-zero entry),
+    /// descending only into tables that exist. The cost is the number of
+    /// populated tables in the range, not its length: unmapping a 1 TiB
+    /// reservation with a few touched pages visits a few tables.
+    ///
+    /// The entry references live only for the call: tables are not freed
+    /// while the caller holds the address space's `mmap_lock`.
+    pub(crate) fn for_each_user_leaf(&self, start: u64, end: u64, mut f: impl FnMut(u64, &AtomicU64)) {
+        fn visit(table: PhysAddr, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &AtomicU64)) {
+            let span = 1u64 << (12 + 9 * (level as u64 - 1));
+            let first = ((start - base) / span) as usize;
+            let last = ((end - 1 - base) / span) as usize;
+            for (index, entry) in entries(table).iter().enumerate().take(last + 1).skip(first) {
+                let value = entry.load(Ordering::Acquire);
+                let addr = base + index as u64 * span;
+                if level == 1 {
+                    if value != 0 {
+                        f(addr, entry);
+                    }
+                    continue;
+                }
+                if value & PageTableFlags::PRESENT.bits() == 0 || value & PageTableFlags::HUGE_PAGE.bits() != 0 {
+                    continue;
+                }
+                let child = PhysAddr::new(value & ADDR_MASK);
+                visit(child, level - 1, addr, start.max(addr), end.min(addr + span), f);
+            }
+        }
+        let end = end.min(super::layout::USER_END);
+        if start < end {
+            visit(self.root.start_address(), 4, 0, start, end, &mut f);
+        }
     }
 
     /// Frees every page-table page of the lower (user) half. The leaf entries

@@ -36,6 +36,11 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The value, without locking: `&mut self` proves nobody else can reach it.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
     pub fn is_locked(&self) -> bool {
         self.inner.is_locked()
     }

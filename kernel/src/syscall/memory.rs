@@ -1,22 +1,27 @@
 //! mmap, munmap, mprotect, madvise, brk: argument checks in Linux's order,
-//! then `mm::addrspace`.
+//! then `mm::addrspace`. Lengths and addresses are rounded and added only
+//! through `mm::pages`, whose helpers check every overflow.
 
 use super::{current_process, Errno, SysResult};
-use crate::mm::addrspace::{MapError, MmapRequest, Prot, PAGE};
+use crate::mm::addrspace::{Advice, MapError, MmapRequest, Prot};
 use crate::mm::frame;
+use crate::mm::pages::{self, PAGE};
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
-const MAP_SHARED_VALIDATE: u64 = 0x03;
+/// Private memory the kernel may drop under memory pressure (Linux 6.11);
+/// we never reclaim, so it is private memory.
+const MAP_DROPPABLE: u64 = 0x08;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_GROWSDOWN: u64 = 0x100;
 const MAP_NORESERVE: u64 = 0x4000;
 const MAP_POPULATE: u64 = 0x8000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
-/// Every flag Linux knows (MAP_SHARED_VALIDATE rejects others).
-const MAP_KNOWN: u64 = 0x1f_ffff;
 
+const PROT_RWX: u64 = 0x7;
+const PROT_SEM: u64 = 0x8;
 const PROT_GROWSDOWN: u64 = 0x0100_0000;
 const PROT_GROWSUP: u64 = 0x0200_0000;
 
@@ -26,12 +31,13 @@ impl From<MapError> for Errno {
             MapError::Invalid => Errno::EINVAL,
             MapError::NoMemory => Errno::ENOMEM,
             MapError::Exists => Errno::EEXIST,
+            MapError::Denied => Errno::EACCES,
         }
     }
 }
 
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
-    if !offset.is_multiple_of(PAGE) {
+    if !pages::is_aligned(offset) {
         return Err(Errno::EINVAL);
     }
     if flags & MAP_ANONYMOUS == 0 {
@@ -41,11 +47,13 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) ->
     if len == 0 {
         return Err(Errno::EINVAL);
     }
+    // Anonymous memory knows only these types: MAP_SHARED_VALIDATE (3) is
+    // for files, as are the others.
     let shared = match flags & MAP_TYPE {
+        MAP_SHARED if flags & MAP_GROWSDOWN != 0 => return Err(Errno::EINVAL),
         MAP_SHARED => true,
-        MAP_PRIVATE => false,
-        MAP_SHARED_VALIDATE if flags & !MAP_KNOWN == 0 => true,
-        MAP_SHARED_VALIDATE => return Err(Errno::EINVAL),
+        MAP_DROPPABLE if flags & MAP_GROWSDOWN != 0 => return Err(Errno::EINVAL),
+        MAP_PRIVATE | MAP_DROPPABLE => false,
         _ => return Err(Errno::EINVAL),
     };
     let prot = Prot::from_bits_truncate(prot as u32);
@@ -56,20 +64,22 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) ->
     if accounted && flags & MAP_NORESERVE == 0 && pages > frame::stats().total as u64 {
         return Err(Errno::ENOMEM);
     }
+    // MAP_FIXED_NOREPLACE is MAP_FIXED that fails with EEXIST over a mapping,
+    // with or without MAP_FIXED beside it.
     let request = MmapRequest {
         addr,
         len,
         prot,
         shared,
-        fixed: flags & MAP_FIXED != 0,
-        fixed_noreplace: flags & MAP_FIXED_NOREPLACE != 0 && flags & MAP_FIXED == 0,
+        fixed: flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0,
+        fixed_noreplace: flags & MAP_FIXED_NOREPLACE != 0,
         populate: flags & MAP_POPULATE != 0,
     };
     Ok(current_process().mm.mmap(&request)?)
 }
 
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    if !addr.is_multiple_of(PAGE) || len == 0 {
+    if !pages::is_aligned(addr) || len == 0 {
         return Err(Errno::EINVAL);
     }
     current_process().mm.munmap(addr, len)?;
@@ -77,52 +87,73 @@ pub fn munmap(addr: u64, len: u64) -> SysResult {
 }
 
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
-    if !addr.is_multiple_of(PAGE) {
+    let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP {
+        return Err(Errno::EINVAL);
+    }
+    if !pages::is_aligned(addr) {
         return Err(Errno::EINVAL);
     }
     if len == 0 {
         return Ok(0);
     }
-    if addr.checked_add(len.next_multiple_of(PAGE)).is_none() {
-        return Err(Errno::ENOMEM);
-    }
-    if prot & !(7 | PROT_GROWSDOWN | PROT_GROWSUP) != 0
-        || prot & (PROT_GROWSDOWN | PROT_GROWSUP) == PROT_GROWSDOWN | PROT_GROWSUP
-    {
+    // Linux: PAGE_ALIGN(len) may wrap to 0, then `end <= start` is ENOMEM.
+    let end = pages::round_up(len).and_then(|len| addr.checked_add(len)).filter(|&end| end > addr);
+    let Some(end) = end else { return Err(Errno::ENOMEM) };
+    if prot & !(PROT_RWX | PROT_SEM | grows) != 0 {
         return Err(Errno::EINVAL);
     }
-    current_process().mm.mprotect(addr, len, Prot::from_bits_truncate(prot as u32))?;
+    let mm = current_process().mm.clone();
+    if grows != 0 {
+        // No VMA of ours grows (the stack is mapped whole): EINVAL where a
+        // mapping is found, ENOMEM where none is, as Linux answers for an
+        // ordinary mapping.
+        return Err(if mm.has_vma_in(addr, end, grows == PROT_GROWSUP) { Errno::EINVAL } else { Errno::ENOMEM });
+    }
+    // Nothing is mapped above USER_END: a range reaching past it changes the
+    // VMAs up to there, then fails at the hole, as Linux's does.
+    let user_end = crate::mm::layout::USER_END;
+    mm.mprotect(addr, end.min(user_end), Prot::from_bits_truncate(prot as u32))?;
+    if end > user_end {
+        return Err(Errno::ENOMEM);
+    }
     Ok(0)
 }
 
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+const MADV_REMOVE: u64 = 9;
+const MADV_WIPEONFORK: u64 = 18;
+const MADV_POPULATE_READ: u64 = 22;
+const MADV_POPULATE_WRITE: u64 = 23;
+const MADV_DONTNEED_LOCKED: u64 = 24;
 
-fn advice_is_valid(advice: u64) -> bool {
-    matches!(advice, 0..=4 | 8..=25 | 100 | 101)
+/// What the advice does to anonymous memory; `None` for numbers Linux 6.12 rejects.
+fn advice(number: u64) -> Option<Advice> {
+    Some(match number {
+        MADV_DONTNEED | MADV_DONTNEED_LOCKED => Advice::DontNeed,
+        MADV_FREE => Advice::Free,
+        MADV_REMOVE => Advice::Remove,
+        MADV_WIPEONFORK => Advice::WipeOnFork,
+        MADV_POPULATE_READ => Advice::PopulateRead,
+        MADV_POPULATE_WRITE => Advice::PopulateWrite,
+        0..=3 | 10..=17 | 19..=21 | 25 | 100 | 101 => Advice::Hint,
+        _ => return None,
+    })
 }
 
-pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    if !advice_is_valid(advice) {
+pub fn madvise(addr: u64, len: u64, advice_number: u64) -> SysResult {
+    let Some(advice) = advice(advice_number) else { return Err(Errno::EINVAL) };
+    if !pages::is_aligned(addr) {
         return Err(Errno::EINVAL);
     }
-    if !addr.is_multiple_of(PAGE) {
-        return Err(Errno::EINVAL);
-    }
-    let len = len.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);
-    if addr.checked_add(len).is_none() {
-        return Err(Errno::EINVAL);
-    }
+    // A length that rounds up past 2^64 is EINVAL, as is a wrapping range.
+    let len = pages::round_up(len).ok_or(Errno::EINVAL)?;
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
     if len == 0 {
         return Ok(0);
     }
-    let mm = current_process().mm.clone();
-    match advice {
-        MADV_DONTNEED | MADV_FREE => mm.madvise_dontneed(addr, len)?,
-        // Accepted hints: nothing to do, but the range must be mapped.
-        _ if !mm.is_mapped(addr, len) => return Err(Errno::ENOMEM),
-        _ => {}
-    }
+    current_process().mm.madvise(addr, end, advice)?;
     Ok(0)
 }
 

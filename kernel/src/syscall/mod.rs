@@ -24,6 +24,7 @@ pub enum Errno {
     EBADF = 9,
     EAGAIN = 11,
     ENOMEM = 12,
+    EACCES = 13,
     EFAULT = 14,
     EEXIST = 17,
     ENODEV = 19,
