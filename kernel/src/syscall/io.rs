@@ -5,28 +5,48 @@ use alloc::vec;
 use super::{Errno, SysResult};
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user};
 
-/// Bytes copied from user memory per step (and the unit of partial writes).
-const CHUNK: usize = 512;
+/// Linux's tty write copies this many bytes at a time and writes a step
+/// only once it was copied whole.
+const CHUNK: usize = 2048;
 const IOV_MAX: u64 = 1024;
+/// Linux clamps every read and write to this many bytes.
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
 
 fn is_console_output(fd: u64) -> bool {
     fd == 1 || fd == 2
 }
 
-/// Writes `len` bytes from `buf` to the console; like a Linux tty, a fault
-/// after some bytes went out returns the count so far, before any: EFAULT.
-fn write_console(buf: u64, len: u64) -> Result<u64, Errno> {
+/// Writes the user buffers `segments` (checked ranges) to the console as one
+/// stream, as Linux's tty layer does: in CHUNK-byte steps across buffer
+/// boundaries; a step that faults is not written and ends the write, which
+/// returns the bytes written before it, or EFAULT if there are none.
+fn write_console(segments: &[(u64, u64)]) -> Result<u64, Errno> {
     let mut chunk = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64) as usize;
-        if copy_from_user(&mut chunk[..n], buf.wrapping_add(done)).is_err() {
-            return if done > 0 { Ok(done) } else { Err(Errno::EFAULT) };
+    let mut filled = 0;
+    let mut written = 0u64;
+    for &(base, len) in segments {
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(CHUNK - filled);
+            if copy_from_user(&mut chunk[filled..filled + n], base + done).is_err() {
+                return if written > 0 { Ok(written) } else { Err(Errno::EFAULT) };
+            }
+            filled += n;
+            done += n as u64;
+            if filled == CHUNK {
+                crate::console::write(&chunk);
+                written += CHUNK as u64;
+                filled = 0;
+            }
         }
-        crate::console::write(&chunk[..n]);
-        done += n as u64;
     }
-    Ok(done)
+    crate::console::write(&chunk[..filled]);
+    Ok(written + filled as u64)
+}
+
+/// Whether [base, base + len) is a user range (Linux's access_ok).
+fn access_ok(base: u64, len: u64) -> bool {
+    base.checked_add(len).is_some_and(|end| end <= crate::mm::layout::USER_END)
 }
 
 pub fn write(fd: u64, buf: u64, len: u64) -> SysResult {
@@ -34,13 +54,13 @@ pub fn write(fd: u64, buf: u64, len: u64) -> SysResult {
         return Err(Errno::EBADF);
     }
     // As vfs_write: the buffer's range first, then the count's sign.
-    if buf.checked_add(len).is_none_or(|end| end > crate::mm::layout::USER_END) {
+    if !access_ok(buf, len) {
         return Err(Errno::EFAULT);
     }
     if (len as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    write_console(buf, len)
+    write_console(&[(buf, len.min(MAX_RW_COUNT))])
 }
 
 pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
@@ -50,29 +70,26 @@ pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
     }
-    // Read and check every vector first, as Linux does before writing.
+    // As Linux's import_iovec: copy the vectors (EFAULT), refuse a negative
+    // length (EINVAL), then check each range (EFAULT) and clamp the total.
     let mut vectors = vec![(0u64, 0u64); count as usize];
-    let mut total: u64 = 0;
     for (i, v) in vectors.iter_mut().enumerate() {
-        let base = read_user::<u64>(iov + i as u64 * 16)?;
-        let len = read_user::<u64>(iov + i as u64 * 16 + 8)?;
-        total = total.checked_add(len).filter(|&t| (t as i64) >= 0).ok_or(Errno::EINVAL)?;
-        *v = (base, len);
-    }
-    let mut written = 0;
-    for (base, len) in vectors {
-        match write_console(base, len) {
-            Ok(n) => {
-                written += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) if written == 0 => return Err(e),
-            Err(_) => break,
+        // A vector array near 2^64 wraps and fails the range check: EFAULT.
+        let at = iov.wrapping_add(i as u64 * 16);
+        *v = (read_user::<u64>(at)?, read_user::<u64>(at.wrapping_add(8))?);
+        if (v.1 as i64) < 0 {
+            return Err(Errno::EINVAL);
         }
     }
-    Ok(written)
+    let mut total = 0;
+    for (base, len) in vectors.iter_mut() {
+        if !access_ok(*base, *len) {
+            return Err(Errno::EFAULT);
+        }
+        *len = (*len).min(MAX_RW_COUNT - total);
+        total += *len;
+    }
+    write_console(&vectors)
 }
 
 pub fn read(fd: u64, buf: u64, len: u64) -> SysResult {

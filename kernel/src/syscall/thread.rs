@@ -10,6 +10,7 @@ use crate::arch::traps::TrapFrame;
 use crate::mm::layout::USER_END;
 use crate::mm::uaccess::{copy_to_user, write_user};
 use crate::task::futex::{self, FutexError};
+use crate::task::thread::SpawnError;
 use crate::task::{self, sched, Thread};
 
 pub fn getpid() -> SysResult {
@@ -101,7 +102,10 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
     if stack != 0 {
         child_frame.rsp = stack;
     }
-    let child = Thread::new_user(process.clone(), &child_frame, parent.fpu_snapshot()).map_err(|_| Errno::ENOMEM)?;
+    let child = Thread::new_user(process.clone(), &child_frame, parent.fpu_snapshot()).map_err(|e| match e {
+        SpawnError::TooManyThreads => Errno::EAGAIN,
+        SpawnError::OutOfMemory => Errno::ENOMEM,
+    })?;
     let fs = if flags & CLONE_SETTLS != 0 { tls } else { context::user_fs() };
     child.fs_base.store(fs, Ordering::Relaxed);
     child.gs_base.store(context::user_gs(), Ordering::Relaxed);
@@ -156,6 +160,9 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
             if !addr.is_multiple_of(4) {
                 return Err(Errno::EINVAL);
             }
+            if op & FUTEX_PRIVATE_FLAG == 0 && !current_process().mm.can_hold_shared_futex(addr) {
+                return Err(Errno::EFAULT);
+            }
             futex::wait(mm_id, addr, val as u32, deadline).map(|()| 0).map_err(|e| match e {
                 FutexError::WouldBlock => Errno::EAGAIN,
                 FutexError::TimedOut => Errno::ETIMEDOUT,
@@ -166,6 +173,11 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             if !addr.is_multiple_of(4) || (command == FUTEX_WAKE_BITSET && val3 as u32 == 0) {
                 return Err(Errno::EINVAL);
+            }
+            // Non-private futexes are keyed by the page (Linux's
+            // get_futex_key), which must exist and suit a shared word.
+            if op & FUTEX_PRIVATE_FLAG == 0 && !current_process().mm.can_hold_shared_futex(addr) {
+                return Err(Errno::EFAULT);
             }
             let count = (val as i32).max(0) as usize;
             Ok(futex::wake(mm_id, addr, count) as u64)
