@@ -7,8 +7,10 @@ MEM ?= 512M
 BOOT_TIMEOUT ?= 300
 # Kernel log level (given to the kernel at boot): error, warn, info, debug, trace.
 KERNEL_LOG ?= warn
-# The program to run as /init (default: our demo).
+# The program to run as /init (default: our demo), and its arguments
+# (words, each becomes one of argv[1..]).
 INIT ?= user/out/demo
+ARGS ?=
 export SMP MEM BOOT_TIMEOUT KERNEL_LOG
 
 HOST   := x86_64-unknown-linux-gnu
@@ -57,7 +59,7 @@ user: toolchain
 # non-zero status also shows in make's "Error N" line (and in `boot`'s own
 # exit status when run directly).
 run: setup build user
-	@$(BOOT) --smp $(SMP) --mem $(MEM) --init $(INIT) $(KERNEL)
+	@$(BOOT) --smp $(SMP) --mem $(MEM) --init $(INIT) $(foreach a,$(ARGS),--arg $(a)) $(KERNEL)
 
 image: toolchain build user
 	$(BOOT) --image-only --image $(IMAGE) --init $(INIT) $(KERNEL)

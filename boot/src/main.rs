@@ -47,6 +47,7 @@ options:
   --smp N          number of CPUs, 1-64 (default: $SMP or 2)
   --mem SIZE       memory, e.g. 512M or 1G (default: $MEM or 512M)
   --init FILE      run FILE as /init (packed into a cpio ramdisk)
+  --arg ARG        with --init: pass ARG to /init (repeatable: argv[1], argv[2], ...)
   --ramdisk FILE   attach FILE as the ramdisk as it is (a cpio archive)
   --log LEVEL      kernel log level with --init: error, warn, info, debug, trace
                    (default: $KERNEL_LOG, else the kernel's: warn)
@@ -66,6 +67,8 @@ struct Options {
     mem: String,
     ramdisk: Option<PathBuf>,
     init: Option<PathBuf>,
+    /// argv[1..] of /init, packed as `init.args` (each argument NUL-terminated).
+    init_args: Vec<String>,
     log: Option<String>,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
@@ -134,6 +137,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut qemu: OsString = env("QEMU").unwrap_or_else(|| "qemu-system-x86_64".into()).into();
     let mut ramdisk = None;
     let mut init = None;
+    let mut init_args: Vec<String> = Vec::new();
     let mut log = env("KERNEL_LOG");
     let mut image = None;
     let mut image_only = false;
@@ -163,6 +167,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--timeout" => timeout = value("--timeout")?.to_string_lossy().into_owned(),
             "--ramdisk" => ramdisk = Some(PathBuf::from(value("--ramdisk")?)),
             "--init" => init = Some(PathBuf::from(value("--init")?)),
+            "--arg" => init_args.push(value("--arg")?.to_string_lossy().into_owned()),
             "--log" => log = Some(value("--log")?.to_string_lossy().into_owned()),
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
@@ -194,6 +199,12 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             return Err(BootError::Usage(format!("--log wants error, warn, info, debug or trace, not '{level}'")));
         }
     }
+    if !init_args.is_empty() && init.is_none() {
+        return Err(BootError::Usage("--arg goes with --init".into()));
+    }
+    if init_args.iter().any(|a| a.contains('\0')) {
+        return Err(BootError::Usage("an --arg cannot contain a NUL byte".into()));
+    }
     if ramdisk.is_some() && init.is_some() {
         return Err(BootError::Usage("--init and --ramdisk both give the ramdisk: choose one".into()));
     }
@@ -210,7 +221,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         Err(_) => return Err(BootError::Usage(format!("--timeout wants whole seconds, not '{timeout}'"))),
     };
 
-    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, log, timeout, image, image_only, qemu }))
+    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, init_args, log, timeout, image, image_only, qemu }))
 }
 
 /// Accepts `<digits>[K|M|G]` (QEMU's own syntax, MiB when no suffix), at least 32 MiB.
@@ -262,6 +273,10 @@ fn run(options: &Options) -> Result<u8, BootError> {
             let mut files: Vec<(&str, u32, &[u8])> = vec![("init", 0o100755, &program)];
             if let Some(level) = &options.log {
                 files.push(("kernel.log", 0o100644, level.as_bytes()));
+            }
+            let args: Vec<u8> = options.init_args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+            if !args.is_empty() {
+                files.push(("init.args", 0o100644, &args));
             }
             fs::write(&path, cpio_archive(&files))
                 .map_err(|source| BootError::Io { context: "writing the ramdisk".into(), source })?;
@@ -515,6 +530,9 @@ mod tests {
         assert!(matches!(parse(&["kernel", "--quiet"]), Err(BootError::Usage(_))));
         assert!(matches!(parse(&["--image-only", "k"]), Err(BootError::Usage(_))));
         assert!(matches!(parse(&["--init", "a", "--ramdisk", "b", "k"]), Err(BootError::Usage(_))));
+        let o = parse(&["--init", "p", "--arg", "42", "--arg=x y", "k"]).unwrap().unwrap();
+        assert_eq!(o.init_args, ["42", "x y"]);
+        assert!(matches!(parse(&["--arg", "1", "k"]), Err(BootError::Usage(_))), "--arg without --init");
         assert!(parse(&["--image-only", "--image", "k.img", "k"]).unwrap().is_some());
     }
 }

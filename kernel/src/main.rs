@@ -48,7 +48,16 @@ fn run_init() -> u8 {
         }
     };
     let before = frames_in_use();
-    let process = match loader::spawn(file, INIT_ARGV, INIT_ENVP) {
+    // `boot --arg` packs /init's further arguments, each NUL-terminated.
+    let extra = match cpio::find(ramdisk, "/init.args") {
+        Ok(Some(entry)) => entry.data,
+        _ => &[],
+    };
+    let mut argv: alloc::vec::Vec<&str> = INIT_ARGV.to_vec();
+    if let Some(args) = extra.strip_suffix(&[0]) {
+        argv.extend(args.split(|&b| b == 0).map(|a| core::str::from_utf8(a).unwrap_or("?")));
+    }
+    let process = match loader::spawn(file, &argv, INIT_ENVP) {
         Ok(process) => process,
         Err(err) => {
             log::error!("cannot run /init: {err:?}");
