@@ -1051,7 +1051,7 @@ mod tests {
     #[test_case]
     fn freeing_a_large_shared_object_keeps_interrupts_on() {
         let memory = SharedMemory::default();
-        let pages = 16 * 1024; // 64 MiB
+        let pages = 32 * 1024; // 128 MiB: long enough to span several ticks
         for index in 0..pages {
             memory.page(index).unwrap();
         }
@@ -1061,6 +1061,7 @@ mod tests {
         let (before, start) = (ticks(), crate::arch::time::now_ns());
         drop(memory);
         let (ticked, took) = (ticks() - before, crate::arch::time::now_ns() - start);
+        log::info!("freeing 128 MiB of shared memory: {} ms, {ticked} ticks", took / 1_000_000);
         // The tick is 100 Hz. With interrupts off for the whole free (the
         // object's spinlock held), at most one tick gets in, after it.
         if took >= 50_000_000 {
