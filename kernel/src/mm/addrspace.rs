@@ -37,8 +37,10 @@ use crate::arch::tlb::{shootdown, FlushScope};
 use crate::sync::{RwSem, SpinLock};
 
 pub use super::pages::PAGE;
-/// The initial stack: its top, and how far it may extend down.
-pub const STACK_TOP: u64 = USER_END;
+/// The initial stack: its top, and how far it may extend down. Linux puts
+/// the stack top a random distance (up to 16 GiB) below TASK_SIZE, so that
+/// the pages just below USER_END are never mapped there; we keep 1 GiB free.
+pub const STACK_TOP: u64 = USER_END - (1 << 30);
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Unmapped space kept below the stack (no mmap lands there).
 pub const STACK_GUARD_GAP: u64 = 1 << 20;
@@ -537,11 +539,12 @@ impl AddressSpace {
         }
         let start = if request.fixed || request.fixed_noreplace {
             let start = request.addr;
-            if !pages::is_aligned(start) {
-                return Err(MapError::Invalid);
-            }
+            // Linux checks the range (ENOMEM) before the alignment (EINVAL).
             if pages::user_end(start, len).is_none() {
                 return Err(MapError::NoMemory);
+            }
+            if !pages::is_aligned(start) {
+                return Err(MapError::Invalid);
             }
             if request.fixed_noreplace && map.overlaps(start, start + len) {
                 return Err(MapError::Exists);
@@ -618,9 +621,14 @@ impl AddressSpace {
         if map.find(start).is_none() {
             return Err(MapError::NoMemory);
         }
-        // Counting the result costs a walk of the range: only near the limit.
-        if map.len() + 2 > MAX_MAP_COUNT && map.count_after_mprotect(start, end, prot) > MAX_MAP_COUNT {
-            return Err(MapError::NoMemory);
+        // Refused only if it adds VMAs beyond the limit (Linux refuses a split
+        // at the limit, not a merge or a moved boundary). Counting the result
+        // costs a walk of the range: only near the limit.
+        if map.len() + 2 > MAX_MAP_COUNT {
+            let after = map.count_after_mprotect(start, end, prot);
+            if after > MAX_MAP_COUNT && after > map.len() {
+                return Err(MapError::NoMemory);
+            }
         }
         let mut gather = TlbGather::new();
         map.split_at(start);
@@ -910,9 +918,12 @@ pub fn switch(prev: Option<&AddressSpace>, next: Option<&AddressSpace>) {
     }
 }
 
-/// Frames in use, for leak checks around a process's life.
+/// Frames in use, for leak checks around a process's life: all allocated
+/// frames but those the kernel keeps for itself once it has them (the heap,
+/// which never shrinks, and the kernel's own page tables, e.g. those of the
+/// kernel-stack range, which later stacks reuse).
 pub fn frames_in_use() -> usize {
-    frame::allocated()
+    frame::allocated() - super::heap::mapped_frames() - super::paging::kernel_table_frames()
 }
 
 #[cfg(test)]

@@ -89,6 +89,11 @@ pub(super) fn init() {
     unsafe { state.heap.init(KERNEL_HEAP_START as *mut u8, INITIAL_SIZE as usize) };
 }
 
+/// Frames mapped for the heap (it never gives them back).
+pub fn mapped_frames() -> usize {
+    ((HEAP.state.lock().mapped_end - KERNEL_HEAP_START) / FRAME_SIZE) as usize
+}
+
 pub fn stats() -> HeapStats {
     let state = HEAP.state.lock();
     HeapStats { size: state.heap.size(), used: state.heap.used() }

@@ -9,7 +9,7 @@
 //! None of these functions flush the TLB: the caller knows which CPUs may hold
 //! the old translation (`arch::tlb` and, later, shootdowns).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use spin::Once;
 use x86_64::registers::control::Cr3;
@@ -75,6 +75,14 @@ pub struct PageTable {
 }
 
 static KERNEL_PAGE_TABLE: Once<PageTable> = Once::new();
+
+/// Tables created in kernel walks (`for_user == false`): kept for good.
+static KERNEL_TABLE_FRAMES: AtomicUsize = AtomicUsize::new(0);
+
+/// Page-table frames the kernel's own mappings took (they are never freed).
+pub fn kernel_table_frames() -> usize {
+    KERNEL_TABLE_FRAMES.load(Ordering::Relaxed)
+}
 
 /// The kernel's page table: the one the bootloader built, which every address
 /// space shares the upper half of.
@@ -147,6 +155,9 @@ impl PageTable {
                 match entry.compare_exchange(value, proposed, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         let _table_frame = new.into_raw();
+                        if !for_user {
+                            KERNEL_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
+                        }
                         value = proposed;
                     }
                     // Another CPU installed a table first: use theirs, free ours.

@@ -81,15 +81,18 @@ fn report_unimplemented(number: u64) {
 
 pub fn dispatch(frame: &mut TrapFrame) {
     let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    // Arguments Linux declares `int` or `unsigned int` (fds, counts, clock
+    // ids, futex ops, advice) use only their low 32 bits, as on Linux.
+    let int = |v: u64| v as u32 as u64;
     let result = match frame.rax {
-        nr::READ => io::read(a[0], a[1], a[2]),
-        nr::WRITE => io::write(a[0], a[1], a[2]),
-        nr::WRITEV => io::writev(a[0], a[1], a[2]),
-        nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::READ => io::read(int(a[0]), a[1], a[2]),
+        nr::WRITE => io::write(int(a[0]), a[1], a[2]),
+        nr::WRITEV => io::writev(int(a[0]), a[1], int(a[2])),
+        nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], int(a[4]), a[5]),
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
         nr::MUNMAP => memory::munmap(a[0], a[1]),
         nr::BRK => memory::brk(a[0]),
-        nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
+        nr::MADVISE => memory::madvise(a[0], a[1], int(a[2])),
         nr::SCHED_YIELD => thread::sched_yield(),
         nr::NANOSLEEP => time::nanosleep(a[0], a[1]),
         nr::GETPID => thread::getpid(),
@@ -99,10 +102,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::EXIT => thread::exit(a[0]),
         nr::EXIT_GROUP => thread::exit_group(a[0]),
         nr::UNAME => thread::uname(a[0]),
-        nr::ARCH_PRCTL => thread::arch_prctl(a[0], a[1]),
-        nr::FUTEX => thread::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::ARCH_PRCTL => thread::arch_prctl(int(a[0]), a[1]),
+        nr::FUTEX => thread::futex(a[0], int(a[1]), a[2], a[3], a[4], a[5]),
         nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
-        nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
+        nr::CLOCK_GETTIME => time::clock_gettime(int(a[0]), a[1]),
         number => {
             report_unimplemented(number);
             Err(Errno::ENOSYS)

@@ -131,6 +131,20 @@ const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 
+/// Linux's get_futex_key after its alignment check: the word must be in user
+/// space, and a non-private futex (keyed by its page) must sit in memory
+/// that suits a shared word.
+fn futex_key_check(addr: u64, op: u64) -> Result<(), Errno> {
+    // Linux's access_ok for a small size checks the start against the top.
+    if addr > USER_END {
+        return Err(Errno::EFAULT);
+    }
+    if op & FUTEX_PRIVATE_FLAG == 0 && !current_process().mm.can_hold_shared_futex(addr) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}
+
 pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64) -> SysResult {
     let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     if op & FUTEX_CLOCK_REALTIME != 0 && command != FUTEX_WAIT_BITSET {
@@ -160,9 +174,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
             if !addr.is_multiple_of(4) {
                 return Err(Errno::EINVAL);
             }
-            if op & FUTEX_PRIVATE_FLAG == 0 && !current_process().mm.can_hold_shared_futex(addr) {
-                return Err(Errno::EFAULT);
-            }
+            futex_key_check(addr, op)?;
             futex::wait(mm_id, addr, val as u32, deadline).map(|()| 0).map_err(|e| match e {
                 FutexError::WouldBlock => Errno::EAGAIN,
                 FutexError::TimedOut => Errno::ETIMEDOUT,
@@ -174,11 +186,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
             if !addr.is_multiple_of(4) || (command == FUTEX_WAKE_BITSET && val3 as u32 == 0) {
                 return Err(Errno::EINVAL);
             }
-            // Non-private futexes are keyed by the page (Linux's
-            // get_futex_key), which must exist and suit a shared word.
-            if op & FUTEX_PRIVATE_FLAG == 0 && !current_process().mm.can_hold_shared_futex(addr) {
-                return Err(Errno::EFAULT);
-            }
+            futex_key_check(addr, op)?;
             let count = (val as i32).max(0) as usize;
             Ok(futex::wake(mm_id, addr, count) as u64)
         }
