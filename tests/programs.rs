@@ -24,6 +24,8 @@ const PROGRAMS: &[&str] = &[
     "c_mmap",
     "c_segv",
     "c_threads",
+    // Regression programs (user/README.md).
+    "overflow_args",
 ];
 
 fn check_all(smp: u32) {
