@@ -26,6 +26,7 @@ const PROGRAMS: &[&str] = &[
     "c_threads",
     // Regression programs (user/README.md).
     "overflow_args",
+    "huge_prot_none",
 ];
 
 fn check_all(smp: u32) {
