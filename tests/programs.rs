@@ -27,6 +27,7 @@ const PROGRAMS: &[&str] = &[
     // Regression programs (user/README.md).
     "overflow_args",
     "huge_prot_none",
+    "thread_limit",
 ];
 
 fn check_all(smp: u32) {
