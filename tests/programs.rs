@@ -28,6 +28,7 @@ const PROGRAMS: &[&str] = &[
     "overflow_args",
     "huge_prot_none",
     "thread_limit",
+    "vma_cap",
 ];
 
 fn check_all(smp: u32) {
