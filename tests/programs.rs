@@ -29,6 +29,7 @@ const PROGRAMS: &[&str] = &[
     "huge_prot_none",
     "thread_limit",
     "vma_cap",
+    "semantics",
 ];
 
 fn check_all(smp: u32) {
