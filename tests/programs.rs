@@ -30,6 +30,7 @@ const PROGRAMS: &[&str] = &[
     "thread_limit",
     "vma_cap",
     "semantics",
+    "console_write",
 ];
 
 fn check_all(smp: u32) {
