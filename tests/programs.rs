@@ -31,6 +31,7 @@ const PROGRAMS: &[&str] = &[
     "vma_cap",
     "semantics",
     "console_write",
+    "c_madv_loop",
 ];
 
 fn check_all(smp: u32) {
