@@ -24,6 +24,14 @@ const PROGRAMS: &[&str] = &[
     "c_mmap",
     "c_segv",
     "c_threads",
+    // Regression programs (user/README.md).
+    "overflow_args",
+    "huge_prot_none",
+    "thread_limit",
+    "vma_cap",
+    "semantics",
+    "console_write",
+    "c_madv_loop",
 ];
 
 fn check_all(smp: u32) {
