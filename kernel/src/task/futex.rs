@@ -73,6 +73,13 @@ pub fn wait(mm_id: u64, addr: u64, expected: u32, deadline_ns: Option<u64>) -> R
     }
 }
 
+/// How many futex wait queues hold `thread` (diagnostics of a late teardown;
+/// gives up rather than wait for the table).
+pub fn references_to(thread: &Arc<super::thread::Thread>) -> usize {
+    let Some(table) = FUTEXES.try_lock() else { return 0 };
+    table.values().flatten().map(|waiter| waiter.queue.references_to(thread)).sum()
+}
+
 /// FUTEX_WAKE: wakes up to `count` waiters on `addr`; returns how many.
 pub fn wake(mm_id: u64, addr: u64, count: usize) -> usize {
     let mut table = FUTEXES.lock();

@@ -176,12 +176,16 @@ impl Process {
     pub fn dump_lingering_threads(&self) {
         for thread in self.all_threads.lock().iter().filter_map(|t| t.upgrade()) {
             log::warn!(
-                "  lingering tid {}: {:?}, on_cpu {}, last cpu {}, {} references",
+                "  lingering tid {}: {:?}, on_cpu {}, last cpu {}, {} references \
+                 ({} from timers, {} from futex wait queues, {} from run queues)",
                 thread.tid,
                 thread.state(),
                 thread.on_cpu.load(Ordering::Relaxed),
                 thread.last_cpu.load(Ordering::Relaxed),
-                Arc::strong_count(&thread) - 1
+                Arc::strong_count(&thread) - 1,
+                super::timer::references_to(&thread),
+                super::futex::references_to(&thread),
+                sched::references_to(&thread),
             );
         }
         sched::debug_dump();

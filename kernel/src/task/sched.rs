@@ -373,6 +373,18 @@ pub fn yield_now() {
     schedule();
 }
 
+/// How many run queues hold `thread` (diagnostics of a late teardown).
+pub fn references_to(thread: &Arc<Thread>) -> usize {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    // SAFETY: we hold SCHED_LOCK.
+    let count =
+        online().iter().map(|cpu| unsafe { queue(cpu) }.iter().filter(|t| Arc::ptr_eq(t, thread)).count()).sum();
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+    count
+}
+
 /// Threads queued on each online CPU (statistics, tests).
 pub fn queue_lengths() -> alloc::vec::Vec<(usize, usize)> {
     online().iter().map(|c| (c, QUEUE_LEN[c].load(Ordering::Relaxed))).collect()

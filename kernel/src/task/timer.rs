@@ -29,6 +29,11 @@ pub fn cancel(key: TimerKey) {
     SLEEPERS.lock().remove(&key.0);
 }
 
+/// How many pending wake-ups hold `thread` (diagnostics of a late teardown).
+pub fn references_to(thread: &Arc<Thread>) -> usize {
+    SLEEPERS.lock().values().filter(|t| Arc::ptr_eq(t, thread)).count()
+}
+
 /// Called from the tick: wakes every thread whose deadline has passed.
 pub fn expire(now_ns: u64) {
     let due: Vec<Arc<Thread>> = {

@@ -97,6 +97,11 @@ impl WaitQueue {
         }
     }
 
+    /// How many times `thread` is queued here (diagnostics).
+    pub fn references_to(&self, thread: &Arc<Thread>) -> usize {
+        self.waiters.lock().iter().filter(|t| Arc::ptr_eq(t, thread)).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.waiters.lock().is_empty()
     }
