@@ -142,6 +142,9 @@ impl Default for CallQueue {
 
 /// Runs every call queued for this CPU.
 pub fn serve_calls() {
+    // Pinned while serving: the queue is this CPU's, and each request must
+    // run on the CPU it was queued for (a flush on the wrong CPU is no flush).
+    let _pin = percpu::PreemptGuard::new();
     let calls = &percpu::current().calls;
     loop {
         // A statement of its own: the queue lock must not be held while the
