@@ -15,6 +15,7 @@ pub mod syscall;
 pub mod time;
 pub mod tlb;
 pub mod traps;
+pub mod watchdog;
 
 use ::x86_64::instructions::interrupts;
 use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};

@@ -152,8 +152,9 @@ pub fn set_tick_hz(hz: u64) {
     super::ipi::call_on(super::ipi::online(), &|| start_tick_at(hz));
 }
 
-pub fn handle_tick(_frame: &mut super::TrapFrame) {
+pub fn handle_tick(frame: &mut super::TrapFrame) {
     let this = percpu::current();
+    // The heartbeat the lockup detector watches.
     this.ticks.fetch_add(1, Ordering::Relaxed);
     apic::eoi();
     if this.cpu == 0 {
@@ -161,4 +162,5 @@ pub fn handle_tick(_frame: &mut super::TrapFrame) {
     }
     // One tick is a time slice.
     this.need_resched.store(true, Ordering::Relaxed);
+    super::watchdog::tick(frame);
 }

@@ -332,13 +332,18 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
         }
         VECTOR_PAGE_FAULT => page_fault(frame),
         VECTOR_NMI => {
-            // Another CPU panicked and stops us (GS is not trusted here: an
-            // NMI can arrive in the middle of an entry path, before swapgs).
+            // GS is not trusted here: an NMI can arrive in the middle of an
+            // entry path, before swapgs. A lockup report asks every CPU for
+            // its state (and stops it); a panic on another CPU stops us.
+            super::watchdog::handle_nmi(frame);
             if crate::panic::is_panicking() {
                 super::halt_forever();
             }
             // Otherwise someone asked for a look inside (QEMU monitor `nmi`).
             crate::task::sched::debug_dump();
+            // Straight back: never switch threads (or check signals) on the
+            // NMI's own stack, which the next NMI would reuse.
+            return;
         }
         VECTOR_DOUBLE_FAULT => {
             let hook = DOUBLE_FAULT_HOOK.load(Ordering::Acquire);
