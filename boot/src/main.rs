@@ -41,7 +41,8 @@ const USAGE: &str = "\
 usage: boot [OPTIONS] KERNEL [TEST-FILTER]
 
 Builds a BIOS disk image from the kernel ELF file KERNEL and runs it in QEMU,
-with the serial console on standard output. The exit status is the kernel's:
+with the serial console on standard output. QEMU emulates the `max` CPU
+(-cpu max), so the kernel gets SMEP and SMAP. The exit status is the kernel's:
 0-255 as reported by the kernel (init's status), 101 for a kernel failure
 (panic or failed test), 102 for a kernel lockup (a CPU made no progress for
 seconds; the kernel printed every CPU's state), 124 when the time limit ran
@@ -335,7 +336,9 @@ fn build_image(kernel: &Path, ramdisk: Option<&Path>, image: &Path) -> Result<()
 fn spawn_qemu(options: &Options, image: &Path, status_file: &Path) -> Result<Child, BootError> {
     let mut qemu = Command::new(&options.qemu);
     qemu.arg("-nodefaults")
-        // The BIOS bootloader sets a VESA mode, so it needs a VGA card.
+        // The BIOS bootloader sets a VESA mode, so it needs a VGA card. The
+        // `max` CPU model has every feature TCG emulates: SMEP and SMAP (the
+        // kernel turns them on), x2APIC.
         .args(["-machine", "pc", "-cpu", "max", "-vga", "std"])
         .arg("-smp")
         .arg(options.smp.to_string())
