@@ -220,12 +220,17 @@ pub fn get(cpu: usize) -> Option<&'static PerCpu> {
 /// Keeps the current thread on this CPU (no preemption) while it lives.
 /// Interrupts stay on; the tick just defers its switch.
 pub struct PreemptGuard {
+    /// Whether `new` raised the count (not before per-CPU data exists), so
+    /// that `drop` lowers it exactly when it was raised, even if per-CPU
+    /// data appeared in between.
+    counted: bool,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 impl PreemptGuard {
     pub fn new() -> Self {
-        if READY.load(Ordering::Acquire) {
+        let counted = READY.load(Ordering::Acquire);
+        if counted {
             // A single instruction on our own GS: cannot be split by an
             // interrupt or a migration.
             // SAFETY: GS points at this CPU's PerCpu; the offset is that of
@@ -234,7 +239,7 @@ impl PreemptGuard {
                 core::arch::asm!("lock inc qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack))
             };
         }
-        PreemptGuard { _not_send: core::marker::PhantomData }
+        PreemptGuard { counted, _not_send: core::marker::PhantomData }
     }
 }
 
@@ -246,7 +251,7 @@ impl Default for PreemptGuard {
 
 impl Drop for PreemptGuard {
     fn drop(&mut self) {
-        if READY.load(Ordering::Acquire) {
+        if self.counted {
             // SAFETY: as in `new`; we never migrated while the count was raised.
             unsafe {
                 core::arch::asm!("lock dec qword ptr gs:[{o}]", o = const PREEMPT_COUNT_OFFSET, options(nostack))
