@@ -1,6 +1,6 @@
 //! End-to-end tests of `boot` and of a whole kernel boot.
 
-use e2e::{boot, boot_kernel, boot_with_input, fake_qemu, kernel, run_program, scratch_dir, user_program};
+use e2e::{boot, boot_kernel, boot_with_input, fake_qemu, kernel, run_program, scratch_dir, test_kernel, user_program};
 
 #[test]
 fn kernel_boots_runs_init_and_exits_with_its_status() {
@@ -114,6 +114,7 @@ fn exit_status_follows_the_kernel() {
     assert_eq!(exit_protocol("shutdown0", 33, Some(0)), Some(0));
     assert_eq!(exit_protocol("shutdown139", 33, Some(139)), Some(139), "init's status passes through");
     assert_eq!(exit_protocol("failure", 35, None), Some(101), "kernel failure");
+    assert_eq!(exit_protocol("lockup", 37, None), Some(102), "kernel lockup");
     assert_eq!(exit_protocol("reset", 0, None), Some(101), "a triple fault is not success");
 }
 
@@ -142,4 +143,25 @@ fn read_from_fd_0_gets_a_line_typed_on_the_console() {
     assert_eq!(run.status, Some(0), "{run:#?}");
     // What Linux gives for the same line on a tty in canonical mode.
     assert!(run.stdout.contains("read_line: got 13 bytes: \"hello kernel\\n\"\n"), "{}", run.stdout);
+}
+
+#[test]
+fn a_cpu_stuck_with_interrupts_off_is_reported_as_a_lockup() {
+    // CPU 1 spins with interrupts off; "exit-status" tells the test kernel
+    // to let the lockup stop the kernel as it would in a real run.
+    let kernel = test_kernel("lockup");
+    let run = boot(&["--smp", "2", kernel.to_str().unwrap(), "exit-status"], &[]);
+    assert_eq!(run.status, Some(102), "{run:#?}");
+    assert!(run.stderr.contains("boot: kernel lockup: a CPU stopped making progress"), "{}", run.stderr);
+    for line in [
+        "[kernel] lockup: cpu 1 took no timer tick for ",
+        "hard lockup (stuck with interrupts off)",
+        "[kernel] lockup: cpu 1 (stuck): kernel mode, rip 0x",
+        "interrupts off, preempt count",
+        "[kernel] lockup:   backtrace: +0x",
+        "[kernel] lockup: cpu 0 (reporting): kernel mode, rip 0x",
+        "[kernel] lockup: stopping the kernel",
+    ] {
+        assert!(run.stdout.contains(line), "no '{line}' in:\n{}", run.stdout);
+    }
 }

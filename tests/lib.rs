@@ -32,6 +32,28 @@ pub fn kernel() -> &'static Path {
     })
 }
 
+/// A test kernel of the kernel crate (`kernel/tests/NAME.rs`), built as
+/// `cargo test` builds it; cargo names the binary with a hash, so its path
+/// comes from cargo's JSON messages.
+pub fn test_kernel(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "-p", "kernel", "--test", name, "--target", KERNEL_TARGET, "--message-format=json"])
+        .current_dir(workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "cargo build --test {name} failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let artifact = stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(&format!(r#""name":"{name}""#)))
+        .find(|l| l.contains(r#""kind":["test"]"#))
+        .unwrap_or_else(|| panic!("cargo reported no test binary '{name}'"));
+    let (_, rest) = artifact.split_once(r#""executable":""#).expect("a test artifact has an executable");
+    PathBuf::from(&rest[..rest.find('"').expect("a JSON string ends")])
+}
+
 /// The `boot` host program.
 pub fn boot_program() -> &'static Path {
     static BOOT: OnceLock<PathBuf> = OnceLock::new();

@@ -6,8 +6,9 @@
 //! Exit status protocol with the kernel (see `kernel/src/arch/x86_64/qemu.rs`):
 //! the kernel writes one status byte to the `debugcon` port (0xe9), then
 //! writes a code to `isa-debug-exit` (0xf4). QEMU turns code `v` into its
-//! own exit status `(v << 1) | 1`, so 0x10 ("shut down normally") becomes 33
-//! and 0x11 ("kernel failure": panic, failed test) becomes 35.
+//! own exit status `(v << 1) | 1`, so 0x10 ("shut down normally") becomes 33,
+//! 0x11 ("kernel failure": panic, failed test) becomes 35 and 0x12 ("kernel
+//! lockup": a CPU stopped making progress) becomes 37.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -21,9 +22,13 @@ use std::time::{Duration, Instant};
 const QEMU_KERNEL_OK: i32 = (0x10 << 1) | 1;
 /// QEMU's exit status when the kernel wrote 0x11 to `isa-debug-exit`.
 const QEMU_KERNEL_FAILED: i32 = (0x11 << 1) | 1;
+/// QEMU's exit status when the kernel wrote 0x12 to `isa-debug-exit`.
+const QEMU_KERNEL_LOCKUP: i32 = (0x12 << 1) | 1;
 
 /// Our exit status when the kernel reported a failure (panic, failed test).
 const EXIT_KERNEL_FAILED: u8 = 101;
+/// Our exit status when the kernel's lockup detector stopped it.
+const EXIT_KERNEL_LOCKUP: u8 = 102;
 /// Our exit status when the time limit ran out (as `timeout(1)` does).
 const EXIT_TIMEOUT: u8 = 124;
 /// Our exit status when we could not even start: bad option, missing file, no QEMU.
@@ -36,9 +41,12 @@ const USAGE: &str = "\
 usage: boot [OPTIONS] KERNEL [TEST-FILTER]
 
 Builds a BIOS disk image from the kernel ELF file KERNEL and runs it in QEMU,
-with the serial console on standard output. The exit status is the kernel's:
+with the serial console on standard output. QEMU emulates the `max` CPU
+(-cpu max), so the kernel gets SMEP and SMAP. The exit status is the kernel's:
 0-255 as reported by the kernel (init's status), 101 for a kernel failure
-(panic or failed test), 124 when the time limit ran out, 2 for a usage error.
+(panic or failed test), 102 for a kernel lockup (a CPU made no progress for
+seconds; the kernel printed every CPU's state), 124 when the time limit ran
+out, 2 for a usage error.
 
 A KERNEL inside a cargo `deps` directory is a test binary; TEST-FILTER then
 selects the tests whose names contain it.
@@ -343,7 +351,9 @@ fn build_image(kernel: &Path, ramdisk: Option<&Path>, image: &Path) -> Result<()
 fn spawn_qemu(options: &Options, image: &Path, status_file: &Path) -> Result<Child, BootError> {
     let mut qemu = Command::new(&options.qemu);
     qemu.arg("-nodefaults")
-        // The BIOS bootloader sets a VESA mode, so it needs a VGA card.
+        // The BIOS bootloader sets a VESA mode, so it needs a VGA card. The
+        // `max` CPU model has every feature TCG emulates: SMEP and SMAP (the
+        // kernel turns them on), x2APIC.
         .args(["-machine", "pc", "-cpu", "max", "-vga", "std"])
         .arg("-smp")
         .arg(options.smp.to_string())
@@ -426,6 +436,10 @@ fn exit_code_for(status: ExitStatus, status_file: &Path) -> u8 {
         Some(QEMU_KERNEL_FAILED) => {
             eprintln!("boot: the kernel reported a failure");
             EXIT_KERNEL_FAILED
+        }
+        Some(QEMU_KERNEL_LOCKUP) => {
+            eprintln!("boot: kernel lockup: a CPU stopped making progress (the kernel's report is above)");
+            EXIT_KERNEL_LOCKUP
         }
         Some(0) => {
             // -no-reboot turns a triple fault (CPU reset) into a clean QEMU exit.

@@ -51,6 +51,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
     arch::init_smp(rsdp);
     arch::enable_interrupts();
+    // Every CPU is online and ticking: from now on a CPU that stops is a lockup.
+    arch::watchdog::arm();
 }
 
 /// Ends the run: QEMU exits and `boot` exits with `status`.

@@ -45,6 +45,11 @@ pub fn read_filter(ramdisk: &'static [u8]) {
     }
 }
 
+/// The test filter `boot` passed, if any (test kernels with modes read it).
+pub fn filter() -> Option<&'static str> {
+    FILTER.get().copied()
+}
+
 fn selected(test: &dyn Testable) -> bool {
     FILTER.get().is_none_or(|filter| test.name().contains(filter))
 }

@@ -2,15 +2,22 @@
 //! the rest. The arch trap code decodes the fault and calls `handle_page_fault`.
 //!
 //! A fault on a user address (by the program, or by the kernel copying user
-//! memory) is resolved against the current process's VMAs under its
-//! `mmap_lock` (read). If it cannot be resolved, a user-mode fault kills the
-//! process with SIGSEGV (or SIGKILL when memory ran out) and a log line; a
-//! kernel-mode one is left to the caller's fix-up, which returns EFAULT.
+//! memory in `uaccess`) is resolved against the current process's VMAs under
+//! its `mmap_lock` (read). If it cannot be resolved, a user-mode fault kills
+//! the process with SIGSEGV (or SIGKILL when memory ran out) and a log line;
+//! a kernel-mode one is left to the copy's fix-up, which returns EFAULT.
+//!
+//! A kernel-mode fault on a user address anywhere else (not at the user-copy
+//! instruction with its SMAP window open) is a kernel bug: a stray pointer,
+//! caught by SMAP (a read or write of a present user page) or SMEP (running
+//! one), or simply a missing page. It is reported as a kernel fault, never
+//! resolved: quietly mapping the page would hide the bug.
 
 use x86_64::registers::rflags::RFlags;
 
 use super::addrspace::{Access, FaultError};
 use super::layout::USER_END;
+use crate::arch::extable;
 use crate::arch::traps::{FaultOutcome, PageFaultInfo, TrapFrame};
 use crate::task::{self, Signal};
 
@@ -19,8 +26,15 @@ pub fn handle_page_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcom
         return super::demand::handle_fault(info);
     }
     // Every fault in user mode is the process's business, wherever it points.
-    if info.user || info.addr.as_u64() < USER_END {
+    if info.user {
         return user_fault(info, frame);
+    }
+    if info.addr.as_u64() < USER_END {
+        return if !info.instruction_fetch && extable::in_user_copy(frame) {
+            user_fault(info, frame)
+        } else {
+            FaultOutcome::StrayUserAccess
+        };
     }
     FaultOutcome::Unhandled
 }

@@ -11,6 +11,7 @@ use super::frame::{Frame, FRAME_SIZE};
 use super::layout::KERNEL_STACKS_START;
 use super::paging::{kernel_page_table, MapError};
 use crate::arch::ipi::online;
+use crate::arch::percpu::PreemptGuard;
 use crate::arch::tlb::{shootdown, FlushScope};
 use crate::sync::SpinLock;
 
@@ -88,6 +89,10 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
+        // The last reference to a thread may go anywhere (a wait queue's
+        // wake-up list, a process teardown), preemptible code included; a
+        // shootdown must not migrate halfway (see `arch::ipi`).
+        let _pin = PreemptGuard::new();
         let mut frames = Vec::with_capacity(STACK_PAGES as usize);
         for page in self.pages() {
             if let Ok(frame) = kernel_page_table().unmap(page) {

@@ -1,13 +1,20 @@
 //! Reading and writing user memory from the kernel.
 //!
 //! Every user pointer is range-checked (it must lie below `USER_END`, without
-//! wrapping) and then copied with `copy_fallible`, so a pointer into an
+//! wrapping) and then copied with `copy_user`, so a pointer into an
 //! unmapped or protected page becomes `Efault` instead of a kernel crash. A
 //! copy may fault pages in (through the usual fault path), so callers must
 //! not hold `mmap_lock` or any spinlock while copying.
+//!
+//! These functions are the only way the kernel touches user memory: with
+//! SMAP on, `copy_user` alone opens the window (RFLAGS.AC) that lets ring 0
+//! reach user pages, and the fault handler resolves kernel faults on user
+//! addresses only at its copy instruction. Anything else is a kernel bug
+//! and panics (`mm::fault`). The loader and the initial stack write new
+//! processes' memory through the physical map, not through user addresses.
 
 use super::layout::USER_END;
-use crate::arch::extable::copy_fallible;
+use crate::arch::extable::copy_user;
 
 /// A bad user pointer: the system call returns EFAULT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +33,7 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Efault> {
     // SAFETY: the destination is our own buffer; the source is user memory
     // (never device memory: user mappings are anonymous RAM), and a fault is
     // fixed up into an error.
-    unsafe { copy_fallible(dst.as_mut_ptr(), src as *const u8, dst.len()) }.map_err(|_| Efault)
+    unsafe { copy_user(dst.as_mut_ptr(), src as *const u8, dst.len()) }.map_err(|_| Efault)
 }
 
 /// Copies `src` to user address `dst`.
@@ -34,7 +41,7 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Efault> {
     check_range(dst, src.len())?;
     // SAFETY: the destination is below USER_END, so it is user memory, never
     // a kernel structure; writes that fault are fixed up into an error.
-    unsafe { copy_fallible(dst as *mut u8, src.as_ptr(), src.len()) }.map_err(|_| Efault)
+    unsafe { copy_user(dst as *mut u8, src.as_ptr(), src.len()) }.map_err(|_| Efault)
 }
 
 /// Plain data that may be copied to and from user memory byte for byte.

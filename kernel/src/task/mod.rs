@@ -19,7 +19,7 @@ pub use thread::Thread;
 
 /// The running thread, if the scheduler runs on this CPU.
 pub fn current_thread() -> Option<Arc<Thread>> {
-    if crate::arch::percpu::current().current_task.load(Ordering::Acquire) == 0 {
+    if crate::arch::percpu::current_task() == 0 {
         return None;
     }
     Some(sched::current())
@@ -36,7 +36,7 @@ pub fn return_to_user(_frame: &mut TrapFrame) {
             exit_thread(0);
         }
         drop(thread);
-        if crate::arch::percpu::current().need_resched.load(Ordering::Relaxed) {
+        if crate::arch::percpu::need_resched() {
             sched::schedule();
             continue;
         }

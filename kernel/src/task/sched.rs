@@ -83,7 +83,9 @@ static PREVIOUS: [SpinLock<Option<Arc<Thread>>>; MAX_CPUS] = [const { SpinLock::
 
 /// The running thread.
 pub fn current() -> Arc<Thread> {
-    let ptr = percpu::current().current_task.load(Ordering::Acquire) as *const Thread;
+    // One GS-relative load (not `percpu::current()` then the field: preempted
+    // and migrated between the two, that read another CPU's thread).
+    let ptr = percpu::current_task() as *const Thread;
     assert!(!ptr.is_null(), "no thread on this CPU yet");
     // `current_task` came from `Arc::into_raw` and owns one count while the
     // thread runs here, which it does until this code lets it switch away.

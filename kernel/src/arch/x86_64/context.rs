@@ -41,9 +41,13 @@ kernel_user_thread_start:
     jmp trap_return
 
     // First run of a kernel thread: r12 = entry function, rbx = argument.
+    // The switch ran with interrupts off; a kernel thread starts with them
+    // on (like a user thread, whose frame says so), or the tick could never
+    // preempt it.
     .global kernel_kernel_thread_start
 kernel_kernel_thread_start:
     call kernel_finish_switch
+    sti
     movq %rbx, %rdi
     callq *%r12
     ud2

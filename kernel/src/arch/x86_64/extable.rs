@@ -1,11 +1,30 @@
 //! Exception fix-ups: memory accesses that are allowed to fault.
 //!
-//! A copy through `copy_fallible` may touch an unmapped or protected page (a
-//! bad user pointer, a test probing an unmapped address). The page-fault
-//! handler finds the faulting instruction in `FIXUPS` and resumes at its
-//! fix-up label, which returns how many bytes were left instead of crashing.
+//! A copy through `copy_fallible` may touch an unmapped or protected kernel
+//! page (a test probing an unmapped address, the lockup report reading a
+//! stack). A copy through `copy_user` is the only way the kernel touches
+//! user memory (`mm::uaccess` is built on it): it opens the SMAP window
+//! (`stac`) around its one faulting instruction and closes it (`clac`) on
+//! both ways out, the normal return and the fix-up. The page-fault handler
+//! finds the faulting instruction here and resumes at its fix-up label,
+//! which returns how many bytes were left instead of crashing. Any other
+//! kernel access to a user address is a kernel bug (`mm::fault`).
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use ::x86_64::VirtAddr;
+
+use super::traps::TrapFrame;
+
+/// SMAP is on (CR4.SMAP, `super::enable_paging_features`): the user-copy
+/// routine and the trap entry (`traps.rs`) execute `stac`/`clac`, which
+/// raise #UD on a CPU without SMAP. A byte the assembly tests.
+#[unsafe(no_mangle)]
+pub static KERNEL_SMAP_ENABLED: AtomicBool = AtomicBool::new(false);
+
+pub fn smap_enabled() -> bool {
+    KERNEL_SMAP_ENABLED.load(Ordering::Relaxed)
+}
 
 core::arch::global_asm!(
     r#"
@@ -25,19 +44,60 @@ kernel_copy_fallible_fixup:
     ret
     .global kernel_copy_fallible_insn
     .global kernel_copy_fallible_fixup
-"#
+
+    // The same for user memory, with the SMAP window open (RFLAGS.AC set)
+    // for exactly the copy. An interrupt or fault inside the window runs
+    // with AC clear (the trap entry clears it) and iretq restores it.
+    .global kernel_copy_user
+kernel_copy_user:
+    mov rcx, rdx
+    test byte ptr [rip + {smap}], 1
+    jz 2f
+    stac
+2:
+kernel_copy_user_insn:
+    rep movsb
+    xor eax, eax
+    jmp 3f
+kernel_copy_user_fixup:
+    mov rax, rcx
+3:
+    test byte ptr [rip + {smap}], 1
+    jz 4f
+    clac
+4:
+    ret
+    .global kernel_copy_user_insn
+    .global kernel_copy_user_fixup
+"#,
+    smap = sym KERNEL_SMAP_ENABLED,
 );
 
 unsafe extern "C" {
     fn kernel_copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> usize;
     fn kernel_copy_fallible_insn();
     fn kernel_copy_fallible_fixup();
+    fn kernel_copy_user(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    fn kernel_copy_user_insn();
+    fn kernel_copy_user_fixup();
 }
 
 /// The fix-up address for a fault at `rip`, if that instruction may fault.
 pub fn fixup_for(rip: u64) -> Option<u64> {
-    let fixups = [(kernel_copy_fallible_insn as *const () as usize, kernel_copy_fallible_fixup as *const () as usize)];
+    let fixups = [
+        (kernel_copy_fallible_insn as *const () as usize, kernel_copy_fallible_fixup as *const () as usize),
+        (kernel_copy_user_insn as *const () as usize, kernel_copy_user_fixup as *const () as usize),
+    ];
     fixups.iter().find(|(insn, _)| *insn as u64 == rip).map(|(_, fixup)| *fixup as u64)
+}
+
+const RFLAGS_AC: u64 = 1 << 18;
+
+/// Whether a kernel-mode fault at `frame` happened inside a user-copy
+/// window: at the copy instruction of `copy_user`, with the SMAP window open
+/// (AC set) when SMAP is on. Only such faults may touch user memory.
+pub fn in_user_copy(frame: &TrapFrame) -> bool {
+    frame.rip == kernel_copy_user_insn as *const () as u64 && (!smap_enabled() || frame.rflags & RFLAGS_AC != 0)
 }
 
 /// A copy stopped by a fault; `remaining` bytes were not copied.
@@ -46,7 +106,9 @@ pub struct AccessFault {
     pub remaining: usize,
 }
 
-/// Copies `len` bytes, stopping at the first byte whose access faults.
+/// Copies `len` bytes of kernel memory, stopping at the first byte whose
+/// access faults. Not for user memory: a fault on a user address here is a
+/// kernel bug, reported as such (use `copy_user`, through `mm::uaccess`).
 ///
 /// # Safety
 /// 1. Every byte of `dst` that is mapped writable must be memory the caller
@@ -56,6 +118,25 @@ pub unsafe fn copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> Result<
     // SAFETY: the caller guarantees (1) and (2); faults are turned into a
     // return value by the page-fault handler through `fixup_for`.
     let remaining = unsafe { kernel_copy_fallible(dst, src, len) };
+    if remaining == 0 {
+        Ok(())
+    } else {
+        Err(AccessFault { remaining })
+    }
+}
+
+/// Copies `len` bytes to or from user memory, stopping at the first byte
+/// whose access faults; the only kernel code that touches user addresses.
+///
+/// # Safety
+/// As for `copy_fallible`; besides, the user range has been checked to lie
+/// below `USER_END` (`mm::uaccess`), so the kernel side is the caller's buffer.
+pub unsafe fn copy_user(dst: *mut u8, src: *const u8, len: usize) -> Result<(), AccessFault> {
+    // SAFETY: the caller guarantees `copy_fallible`'s contract; faults at the
+    // copy instruction are resolved or fixed up by the page-fault handler
+    // (`in_user_copy`, `fixup_for`), and the routine closes the SMAP window
+    // on both ways out.
+    let remaining = unsafe { kernel_copy_user(dst, src, len) };
     if remaining == 0 {
         Ok(())
     } else {

@@ -10,6 +10,11 @@
 //!
 //! Rule: do not wait on a call while holding a lock that the called closure
 //! (or any other call queued before it) takes.
+//!
+//! A call is pinned from start to end (a `PreemptGuard`): "this CPU" must be
+//! one CPU for all of it. Unpinned, a caller could read its CPU id, migrate,
+//! and then run the local part on its new CPU (which also gets the IPI)
+//! while its old CPU gets nothing: a TLB shootdown that skips a CPU.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -142,6 +147,9 @@ impl Default for CallQueue {
 
 /// Runs every call queued for this CPU.
 pub fn serve_calls() {
+    // Pinned while serving: the queue is this CPU's, and each request must
+    // run on the CPU it was queued for (a flush on the wrong CPU is no flush).
+    let _pin = percpu::PreemptGuard::new();
     let calls = &percpu::current().calls;
     loop {
         // A statement of its own: the queue lock must not be held while the
@@ -174,7 +182,9 @@ pub fn handle_call_ipi(_frame: &mut super::TrapFrame) {
 }
 
 /// Queues `request` on every CPU in `targets` and interrupts them.
+/// The caller is pinned: `targets` was computed without this CPU.
 fn post(targets: CpuSet, request: *const CallRequest) {
+    debug_assert!(percpu::pinned(), "a cross-CPU call from code that can migrate");
     for cpu in targets.iter() {
         let target = percpu::get(cpu).expect("call to a CPU that is not online");
         while !target.calls.lock().push(RequestPtr(request)) {
@@ -187,8 +197,10 @@ fn post(targets: CpuSet, request: *const CallRequest) {
 }
 
 /// Runs `f` on every CPU in `cpus` (this one included if it is in the set)
-/// and returns when all of them have.
+/// and returns when all of them have. The caller stays on its CPU for the
+/// whole call (see the module comment).
 pub fn call_on(cpus: CpuSet, f: &(dyn Fn() + Sync)) {
+    let _pin = percpu::PreemptGuard::new();
     let me = percpu::cpu_id();
     let mut others = CpuSet(cpus.bits() & online().bits());
     others.remove(me);
@@ -208,6 +220,7 @@ pub fn call_on(cpus: CpuSet, f: &(dyn Fn() + Sync)) {
 
 /// Queues `f` on every CPU in `cpus` except this one, without waiting.
 pub fn call_async(cpus: CpuSet, f: Box<dyn Fn() + Send + Sync>) {
+    let _pin = percpu::PreemptGuard::new();
     let mut others = CpuSet(cpus.bits() & online().bits());
     others.remove(percpu::cpu_id());
     if others.is_empty() {
@@ -226,4 +239,67 @@ pub fn run_on_each<R: Send>(cpus: CpuSet, f: impl Fn() -> R + Sync) -> Vec<(usiz
         *slots[percpu::cpu_id()].lock() = Some(result);
     });
     slots.into_iter().enumerate().filter_map(|(cpu, slot)| Some((cpu, slot.lock().take()?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+    use super::{call_on, online};
+    use crate::arch::percpu::{self, MAX_CPUS};
+    use crate::arch::time;
+    use crate::task::wait::WaitQueue;
+    use crate::task::{sched, Thread};
+
+    const THREADS: usize = 8;
+    const CALLS: u64 = 300;
+    const FAST_TICK_HZ: u64 = 2000;
+
+    static WRONG: AtomicU64 = AtomicU64::new(0);
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    static PARK: WaitQueue = WaitQueue::new();
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+    /// Calls every CPU over and over; each call must run exactly once on
+    /// each target, whatever the caller's preemptions and migrations.
+    extern "C" fn call_everyone(index: usize) -> ! {
+        for call in 0..CALLS {
+            let hits: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+            let targets = online();
+            call_on(targets, &|| {
+                hits[percpu::cpu_id()].fetch_add(1, Ordering::Relaxed);
+            });
+            for (cpu, hit) in hits.iter().enumerate() {
+                if hit.load(Ordering::Relaxed) != targets.contains(cpu) as u32 {
+                    WRONG.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Park now and then (woken by the test), so CPUs run dry and
+            // steal preempted callers: that is what moves one mid-call.
+            if call % 2 == index as u64 % 2 {
+                let seen = GENERATION.load(Ordering::Acquire);
+                PARK.wait_until(|| GENERATION.load(Ordering::Acquire) != seen);
+            }
+        }
+        DONE.fetch_add(1, Ordering::AcqRel);
+        sched::exit_current()
+    }
+
+    #[test_case]
+    fn every_target_runs_a_call_once_while_callers_are_preempted_and_migrated() {
+        assert!(online().len() >= 2, "this test needs at least 2 CPUs (SMP >= 2)");
+        WRONG.store(0, Ordering::SeqCst);
+        DONE.store(0, Ordering::SeqCst);
+        time::set_tick_hz(FAST_TICK_HZ);
+        for index in 0..THREADS {
+            sched::enqueue(Thread::new_kernel(call_everyone, index).expect("a kernel thread"));
+        }
+        while DONE.load(Ordering::Acquire) < THREADS {
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+            PARK.wake_all();
+            sched::yield_now();
+        }
+        time::set_tick_hz(time::HZ);
+        assert_eq!(WRONG.load(Ordering::Relaxed), 0, "a call skipped a CPU or ran twice on one");
+    }
 }

@@ -15,6 +15,7 @@ pub mod syscall;
 pub mod time;
 pub mod tlb;
 pub mod traps;
+pub mod watchdog;
 
 use ::x86_64::instructions::interrupts;
 use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
@@ -84,6 +85,9 @@ pub fn init_smp(rsdp: Option<u64>) {
     ipi::mark_online(0);
     let started = smp::start_aps(&topology.apic_ids);
     crate::console::kernel_line(format_args!("smp: {started} CPUs online"));
+    let (smep, smap) = smep_smap_enabled();
+    let state = |on: bool| if on { "on" } else { "not available" };
+    log::info!("cpu: SMEP {}, SMAP {}", state(smep), state(smap));
     log::debug!(
         "smp: {} APIC, APs started in {} ms, TSC {} MHz, APIC timer {} kHz",
         if apic::is_x2apic() { "x2" } else { "x" },
@@ -119,6 +123,42 @@ pub(crate) fn enable_paging_features() {
     // SAFETY: OSFXSR/OSXMMEXCPT enable SSE and FXSAVE for user programs;
     // they change no mapping and no kernel state.
     unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE)) };
+    let (smep, smap) = cpu_has_smep_smap();
+    if smep {
+        // SAFETY: with SMEP the CPU refuses to run user pages in ring 0; the
+        // kernel never does (its code is all in the upper half, and the AP
+        // trampoline page is a supervisor page that runs before this).
+        unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION)) };
+    }
+    if smap {
+        // The user-copy routine and the trap entry start using stac/clac
+        // before any user memory exists (this runs on the boot CPU before the
+        // first address space, and every CPU has the same features).
+        extable::KERNEL_SMAP_ENABLED.store(true, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: with SMAP ring 0 may touch user pages only with RFLAGS.AC
+        // set, which only `extable::copy_user` does, around its copy; every
+        // other access to user memory is a bug we want to fault.
+        unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)) };
+    }
+}
+
+/// Whether the CPU has SMEP and SMAP (CPUID leaf 7, subleaf 0, EBX bits 7 and 20).
+fn cpu_has_smep_smap() -> (bool, bool) {
+    // Leaf 0 says whether leaf 7 exists.
+    if core::arch::x86_64::__cpuid(0).eax < 7 {
+        return (false, false);
+    }
+    let ebx = core::arch::x86_64::__cpuid_count(7, 0).ebx;
+    (ebx & (1 << 7) != 0, ebx & (1 << 20) != 0)
+}
+
+/// Whether SMEP and SMAP are on (for the boot log and fault reports).
+pub fn smep_smap_enabled() -> (bool, bool) {
+    let cr4 = Cr4::read();
+    (
+        cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
+        cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION),
+    )
 }
 
 /// Halts this CPU for good, waking only to halt again.

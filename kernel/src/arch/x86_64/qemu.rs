@@ -13,12 +13,15 @@ pub enum ExitCode {
     Shutdown(u8),
     /// A kernel failure: panic or failed test.
     Failure,
+    /// A CPU stopped making progress (`watchdog`); `boot` exits with 102.
+    Lockup,
 }
 
 pub fn exit(code: ExitCode) -> ! {
     let (status, device_code) = match code {
         ExitCode::Shutdown(status) => (status, 0x10u32),
         ExitCode::Failure => (0, 0x11u32),
+        ExitCode::Lockup => (0, 0x12u32),
     };
     // SAFETY: ports 0xe9 and 0xf4 are QEMU's debugcon and isa-debug-exit devices,
     // which `boot` always attaches; writing them has no effect on memory. On a

@@ -397,6 +397,9 @@ mod tests {
 
     #[test_case]
     fn a_flushed_cpu_sees_the_new_mapping() {
+        // Pinned: "us" in the flush targets and the read-back below must be
+        // the CPU that flushed (and shootdowns require it).
+        let _pin = percpu::PreemptGuard::new();
         let b = other_cpu();
         let page = Page::containing_address(VirtAddr::new(crate::mm::layout::KERNEL_STACKS_START + 0x7e00_0000));
         let addr = page.start_address().as_u64();

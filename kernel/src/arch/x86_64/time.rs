@@ -136,12 +136,25 @@ pub fn spin_ns(ns: u64) {
 
 /// Starts this CPU's periodic tick.
 pub fn start_tick() {
-    let count = (apic_timer_hz() / HZ).clamp(1, u32::MAX as u64) as u32;
+    start_tick_at(HZ);
+}
+
+fn start_tick_at(hz: u64) {
+    let count = (apic_timer_hz() / hz.max(1)).clamp(1, u32::MAX as u64) as u32;
     apic::timer_start_periodic(TIMER_VECTOR, count);
 }
 
-pub fn handle_tick(_frame: &mut super::TrapFrame) {
+/// Runs every online CPU's tick at `hz` instead of `HZ`: tests that need
+/// preemption at many more points (races that depend on where a thread is
+/// interrupted) raise it, and put back `HZ` when done. Time slices shrink
+/// with it; timers and the clock do not depend on the tick rate.
+pub fn set_tick_hz(hz: u64) {
+    super::ipi::call_on(super::ipi::online(), &|| start_tick_at(hz));
+}
+
+pub fn handle_tick(frame: &mut super::TrapFrame) {
     let this = percpu::current();
+    // The heartbeat the lockup detector watches.
     this.ticks.fetch_add(1, Ordering::Relaxed);
     apic::eoi();
     if this.cpu == 0 {
@@ -149,4 +162,5 @@ pub fn handle_tick(_frame: &mut super::TrapFrame) {
     }
     // One tick is a time slice.
     this.need_resched.store(true, Ordering::Relaxed);
+    super::watchdog::tick(frame);
 }

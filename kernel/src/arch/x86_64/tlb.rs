@@ -48,7 +48,12 @@ pub fn flush_local(scope: FlushScope) {
 
 /// Flushes `scope` on every CPU in `cpus` (this one too, if it is in the set),
 /// returning only when all have done it.
+///
+/// The caller must be pinned (a `PreemptGuard`, or interrupts off) from
+/// before it computes `cpus` until this returns, so that "this CPU" in the
+/// set and in the flush is the same CPU; checked in debug builds.
 pub fn shootdown(cpus: CpuSet, scope: FlushScope) {
+    debug_assert!(super::percpu::pinned(), "a TLB shootdown from code that can migrate: pin first (PreemptGuard)");
     if cpus.is_empty() {
         return;
     }

@@ -129,6 +129,14 @@ trap_common:
     push_gprs
     mov %rsp, %rdi
     cld
+    // Close the SMAP window: the CPU does not clear RFLAGS.AC on an
+    // interrupt or exception, so one arriving during a user copy would run
+    // (and maybe switch threads) with user memory open. iretq restores the
+    // interrupted code's AC. (stac/clac are #UD without SMAP: test first.)
+    testb $1, {smap}(%rip)
+    jz 3f
+    clac
+3:
     call kernel_trap_dispatch
     .global trap_return
 trap_return:
@@ -172,6 +180,7 @@ kernel_syscall_entry:
     user_ss = const super::syscall::USER_SS,
     user_cs = const super::syscall::USER_CS,
     syscall_vector = const super::syscall::SYSCALL_VECTOR,
+    smap = sym super::extable::KERNEL_SMAP_ENABLED,
     options(att_syntax)
 );
 
@@ -277,6 +286,9 @@ pub enum FaultOutcome {
     Unhandled,
     /// The faulting user process was killed; the thread leaves on its way out.
     Killed,
+    /// The kernel touched a user address outside the user-copy routines
+    /// (SMAP/SMEP, or a stray pointer): a kernel bug, reported, no fix-up.
+    StrayUserAccess,
 }
 
 /// The access that faulted, decoded from the page-fault error code.
@@ -332,13 +344,18 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
         }
         VECTOR_PAGE_FAULT => page_fault(frame),
         VECTOR_NMI => {
-            // Another CPU panicked and stops us (GS is not trusted here: an
-            // NMI can arrive in the middle of an entry path, before swapgs).
+            // GS is not trusted here: an NMI can arrive in the middle of an
+            // entry path, before swapgs. A lockup report asks every CPU for
+            // its state (and stops it); a panic on another CPU stops us.
+            super::watchdog::handle_nmi(frame);
             if crate::panic::is_panicking() {
                 super::halt_forever();
             }
             // Otherwise someone asked for a look inside (QEMU monitor `nmi`).
             crate::task::sched::debug_dump();
+            // Straight back: never switch threads (or check signals) on the
+            // NMI's own stack, which the next NMI would reuse.
+            return;
         }
         VECTOR_DOUBLE_FAULT => {
             let hook = DOUBLE_FAULT_HOOK.load(Ordering::Acquire);
@@ -377,6 +394,7 @@ fn page_fault(frame: &mut TrapFrame) {
     let info = PageFaultInfo::decode(Cr2::read_raw(), frame.error_code);
     match crate::mm::fault::handle_page_fault(&info, frame) {
         FaultOutcome::Resolved | FaultOutcome::Killed => return,
+        FaultOutcome::StrayUserAccess => exception_report(frame),
         FaultOutcome::Unhandled => {}
     }
     if !frame.from_user() {
@@ -439,14 +457,41 @@ impl fmt::Display for ExceptionReport<'_> {
         let frame = self.0;
         let vector = frame.vector as u8;
         write!(f, "unhandled {} (vector {vector}) on cpu {}", exception_name(vector), super::cpu_id())?;
+        let info = PageFaultInfo::decode(Cr2::read_raw(), frame.error_code);
         if vector == VECTOR_PAGE_FAULT {
-            let info = PageFaultInfo::decode(Cr2::read_raw(), frame.error_code);
             write!(f, ": {info}, cr2 {:#x}", info.addr.as_u64())?;
         }
         write!(
             f,
             "\n  error code {:#x}, rip {:#x}, cs {:#x}, rflags {:#x}, rsp {:#x}",
             frame.error_code, frame.rip, frame.cs, frame.rflags, frame.rsp
-        )
+        )?;
+        if vector == VECTOR_PAGE_FAULT && !info.user && info.addr.as_u64() < crate::mm::layout::USER_END {
+            write!(f, "\n  {}", StrayUserAccess(&info))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a kernel-mode fault on a user address is a kernel bug, naming the
+/// protection that caught it.
+struct StrayUserAccess<'a>(&'a PageFaultInfo);
+
+impl fmt::Display for StrayUserAccess<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = self.0;
+        let (smep, smap) = super::smep_smap_enabled();
+        if info.instruction_fetch {
+            write!(f, "the kernel executed user memory")?;
+            if info.present && smep {
+                write!(f, ": SMEP violation")?;
+            }
+        } else {
+            write!(f, "a kernel {} of user memory outside the user-copy routines (mm::uaccess)", info.access())?;
+            if info.present && smap {
+                write!(f, ": SMAP violation")?;
+            }
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,86 @@
+//! The kernel running code in a user page must be a kernel fault whose
+//! report names SMEP, not code that quietly runs (a user program could
+//! otherwise plant code for a kernel bug to jump to).
+//!
+//! The test maps an executable user page holding a `ret` in a fresh address
+//! space, loads it on this CPU (interrupts off, so no switch takes it away)
+//! and calls it. The panic handler checks the report.
+
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+
+use bootloader_api::{entry_point, BootInfo};
+use kernel::arch::qemu::{exit, ExitCode};
+use kernel::mm::addrspace::{self, AddressSpace, MmapRequest, Prot};
+use kernel::println;
+
+entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
+
+const USER_PAGE: u64 = 0x4000_0000;
+
+fn main(boot_info: &'static mut BootInfo) -> ! {
+    kernel::init(boot_info);
+    println!("smep_violation::kernel_execution_of_a_user_page_is_a_kernel_fault ... ");
+    let mm = AddressSpace::new().expect("an address space");
+    let request = MmapRequest {
+        addr: USER_PAGE,
+        len: 4096,
+        prot: Prot::READ | Prot::EXEC,
+        fixed: true,
+        populate: true,
+        ..Default::default()
+    };
+    mm.mmap(&request).expect("mmap a user page");
+    // `ret`: if it runs, the call below simply returns.
+    mm.write_bytes(USER_PAGE, &[0xc3]).expect("fill the user page");
+    let _ = kernel::arch::disable_interrupts();
+    addrspace::switch(None, Some(&mm));
+    // SAFETY: deliberately wrong: the page is mapped, present and holds a
+    // `ret`, but the kernel must never run user code; the test checks the
+    // panic that follows.
+    let user_code: extern "C" fn() = unsafe { core::mem::transmute(USER_PAGE as usize) };
+    user_code();
+    panic!("the kernel ran a user page without a fault");
+}
+
+/// Collects the panic message so the test can check its contents.
+struct Buffer {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl Write for Buffer {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut buffer = Buffer { bytes: [0; 1024], len: 0 };
+    let _ = write!(buffer, "{}", info.message());
+    let message = core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("");
+    println!("report: {message}");
+    let expected = [
+        "page fault (#PF)",
+        "execute of 0x40000000",
+        "protection violation, kernel mode",
+        "rip 0x40000000",
+        "the kernel executed user memory: SMEP violation",
+    ];
+    match expected.iter().find(|part| !message.contains(*part)) {
+        None => {
+            println!("[ok]\n1 passed, 0 failed");
+            exit(ExitCode::Shutdown(0))
+        }
+        Some(missing) => {
+            println!("[failed]: the report lacks '{missing}'\n0 passed, 1 failed");
+            exit(ExitCode::Failure)
+        }
+    }
+}
