@@ -249,6 +249,18 @@ pub fn prepare_to_block(thread: &Thread, interruptible: bool) {
     crate::arch::restore_interrupts(saved);
 }
 
+/// Undoes `prepare_to_block` for a thread that found its wait over before
+/// sleeping (it is still on its CPU, so no waker has queued it).
+pub fn cancel_block(thread: &Thread) {
+    let saved = crate::arch::disable_interrupts();
+    SCHED_LOCK.acquire();
+    if matches!(thread.state(), ThreadState::Blocked | ThreadState::Runnable) {
+        thread.set_state(ThreadState::Running);
+    }
+    SCHED_LOCK.release();
+    crate::arch::restore_interrupts(saved);
+}
+
 /// Gives up the CPU: to another runnable thread if there is one.
 /// A `Running` caller stays runnable; a `Blocked` one sleeps until woken;
 /// an `Exited` one never returns.

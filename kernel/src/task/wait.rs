@@ -54,11 +54,22 @@ impl WaitQueue {
         self.wait(Some(deadline_ns), false, cond) == Wake::Ready
     }
 
+    /// The one wait loop. Its order is what makes every wake-up count:
+    /// - the timer is armed before the thread can be seen blocked: preempted
+    ///   between marking itself blocked and calling `schedule`, a thread is
+    ///   switched out as a sleeper at once, and only a wake-up already in
+    ///   place can end that sleep (a timer armed after it once never was);
+    /// - the thread marks itself blocked, under the queue's lock, before it
+    ///   checks: a waker that changes the condition afterwards takes the same
+    ///   lock, finds it queued and blocked (or on its CPU: then `schedule`
+    ///   sees it runnable), and an interrupt or timer finds it blocked.
     fn wait(&self, deadline_ns: Option<u64>, interruptible: bool, mut cond: impl FnMut() -> bool) -> Wake {
         loop {
             let thread = current();
-            {
+            let timer = deadline_ns.map(|deadline| super::timer::wake_at(deadline, thread.clone()));
+            let outcome = {
                 let mut waiters = self.waiters.lock();
+                sched::prepare_to_block(&thread, interruptible);
                 let outcome = if cond() {
                     Some(Wake::Ready)
                 } else if interruptible && thread.is_interrupted() {
@@ -68,23 +79,24 @@ impl WaitQueue {
                 } else {
                     None
                 };
-                if let Some(outcome) = outcome {
-                    waiters.retain(|t| !Arc::ptr_eq(t, &thread));
-                    return outcome;
+                match outcome {
+                    Some(_) => {
+                        waiters.retain(|t| !Arc::ptr_eq(t, &thread));
+                        sched::cancel_block(&thread);
+                    }
+                    None => waiters.push_back(thread.clone()),
                 }
-                sched::prepare_to_block(&thread, interruptible);
-                waiters.push_back(thread.clone());
+                outcome
+            };
+            if outcome.is_none() {
+                drop(thread);
+                sched::schedule();
             }
-            match deadline_ns {
-                Some(deadline) => {
-                    let key = super::timer::wake_at(deadline, thread);
-                    sched::schedule();
-                    super::timer::cancel(key);
-                }
-                None => {
-                    drop(thread);
-                    sched::schedule();
-                }
+            if let Some(timer) = timer {
+                super::timer::cancel(timer);
+            }
+            if let Some(outcome) = outcome {
+                return outcome;
             }
         }
     }
@@ -171,5 +183,34 @@ mod tests {
             crate::task::timer::sleep_ns(1_000_000);
         }
         assert!(RETURNED.load(Ordering::SeqCst), "the interrupted sleeper went to sleep and never woke");
+    }
+
+    static SLEEPS_DONE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    const SLEEPERS: usize = 8;
+    const SLEEPS: usize = 200;
+
+    extern "C" fn short_sleeper(_: usize) -> ! {
+        for _ in 0..SLEEPS {
+            crate::task::timer::sleep_ns(200_000);
+        }
+        SLEEPS_DONE.fetch_add(1, Ordering::SeqCst);
+        sched::exit_current()
+    }
+
+    /// Timed sleeps under a fast tick: a preemption between "I am blocked"
+    /// and arming the timer used to leave the sleeper asleep for good.
+    #[test_case]
+    fn timed_sleeps_always_wake_under_fast_preemption() {
+        crate::arch::time::set_tick_hz(2000);
+        for _ in 0..SLEEPERS {
+            sched::enqueue(Thread::new_kernel(short_sleeper, 0).expect("a kernel thread"));
+        }
+        let give_up = now_ns() + 60_000_000_000;
+        while SLEEPS_DONE.load(Ordering::SeqCst) < SLEEPERS && now_ns() < give_up {
+            crate::task::timer::sleep_ns(10_000_000);
+        }
+        crate::arch::time::set_tick_hz(crate::arch::time::HZ);
+        let done = SLEEPS_DONE.load(Ordering::SeqCst);
+        assert_eq!(done, SLEEPERS, "{} of {SLEEPERS} sleepers never woke from a timed sleep", SLEEPERS - done);
     }
 }
