@@ -32,6 +32,7 @@ const PROGRAMS: &[&str] = &[
     "semantics",
     "console_write",
     "c_madv_loop",
+    "stale_tlb_write",
 ];
 
 fn check_all(smp: u32) {

@@ -12,9 +12,10 @@
 
 use core::fmt::Debug;
 use core::ptr;
+use core::sync::atomic::AtomicU32;
 
 use ulib::sys::{self, nr, *};
-use ulib::{println, Errno};
+use ulib::{println, thread, Errno};
 
 ulib::entry!(main);
 
@@ -187,6 +188,49 @@ fn shared_futex_wake(t: &mut Tally) {
     unmap(s, PAGE);
 }
 
+static WAKE_WORD: AtomicU32 = AtomicU32::new(0);
+
+/// FUTEX_WAKE's count is an int: 0xffffffff is -1, and Linux's wake loop
+/// stops after the first waiter (`++woken >= count`), so each such call
+/// wakes exactly one. Two waiters each sleep once; the wakes are repeated
+/// (for up to 5 s) until both have been woken, since a waiter may not be
+/// asleep yet.
+fn futex_wake_minus_one(t: &mut Tally) {
+    let waiter = || {
+        // The word stays 0: the thread sleeps until a wake picks it.
+        let _ = futex_wait(&WAKE_WORD, 0, None);
+    };
+    let a = thread::spawn(waiter).expect("spawn");
+    let b = thread::spawn(waiter).expect("spawn");
+    let mut counts = [0usize; 4];
+    let (mut calls, mut total) = (0, 0);
+    let deadline = monotonic_ns() + 5_000_000_000;
+    while total < 2 && monotonic_ns() < deadline {
+        match futex_wake(&WAKE_WORD, u32::MAX) {
+            Ok(0) => sleep_ms(1),
+            Ok(n) => {
+                if calls < counts.len() {
+                    counts[calls] = n;
+                    calls += 1;
+                }
+                total += n;
+            }
+            Err(_) => break,
+        }
+    }
+    t.eq("FUTEX_WAKE with a count of 0xffffffff (-1) wakes one waiter per call", [1, 1, 0, 0], counts);
+    // Whatever happened, let both go (on a kernel that woke neither, too).
+    while total < 2 {
+        match futex_wake(&WAKE_WORD, 2) {
+            Ok(n) => total += n,
+            Err(_) => break,
+        }
+        sleep_ms(1);
+    }
+    a.join();
+    b.join();
+}
+
 fn prot_bits(t: &mut Tally) {
     let p = map(PAGE, RW, ANON);
     fill(p, 6);
@@ -302,6 +346,7 @@ fn main() -> i32 {
     fixed_noreplace(&mut t);
     dontneed_locked(&mut t);
     shared_futex_wake(&mut t);
+    futex_wake_minus_one(&mut t);
     prot_bits(&mut t);
     advice_kinds(&mut t);
     populate(&mut t);
