@@ -187,7 +187,8 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
                 return Err(Errno::EINVAL);
             }
             futex_key_check(addr, op)?;
-            let count = (val as i32).max(0) as usize;
+            // Linux wakes at least one waiter whatever the count (0 and negatives too).
+            let count = (val as i32).max(1) as usize;
             Ok(futex::wake(mm_id, addr, count) as u64)
         }
         _ => Err(Errno::ENOSYS),
