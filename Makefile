@@ -21,7 +21,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint image clean setup toolchain qemu build user
+.PHONY: all run test lint stress image clean setup toolchain qemu build user
 
 all: build
 
@@ -79,6 +79,13 @@ test: setup lint user
 	cargo test -p boot --target $(HOST)
 	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
 	cargo test -p e2e --target $(HOST)
+
+# Not part of `make test`: boots the hang reproducer and the fuzzers many
+# times (N per program and CPU count) and reports hangs, panics, lockups,
+# leaks and wrong output with the seed. SMP here is a list, "2 4" unless given.
+N ?= 20
+stress: setup build user
+	N=$(N) J=$(or $(J),1) SMP="$(if $(filter command line,$(origin SMP)),$(SMP),2 4)" tests/stress.sh
 
 clean:
 	cargo clean
