@@ -18,8 +18,8 @@ N=${N:-20}
 SMP=${SMP:-"2 4"}
 J=${J:-1}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
-BOOT=target/x86_64-unknown-linux-gnu/debug/boot
-KERNEL=target/x86_64-unknown-none/debug/kernel
+BOOT=${BOOT:-target/x86_64-unknown-linux-gnu/debug/boot}
+KERNEL=${KERNEL:-target/x86_64-unknown-none/debug/kernel}
 OUT=target/stress
 if [ -z "${PROGS:-}" ]; then
 	PROGS=""
