@@ -2,15 +2,22 @@
 //! page-fault handling.
 
 pub mod addrspace;
+mod brk;
 pub mod demand;
 pub mod fault;
 pub mod frame;
 pub mod heap;
 pub mod kstack;
 pub mod layout;
+mod madvise;
+mod mmap;
+mod mprotect;
+mod munmap;
 pub mod pages;
 pub mod paging;
+mod tlb;
 pub mod uaccess;
+pub mod vma;
 
 use bootloader_api::info::MemoryRegion;
 use bootloader_api::BootInfo;

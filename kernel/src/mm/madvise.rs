@@ -1,0 +1,58 @@
+//! madvise: dropping, freeing, removing and populating pages.
+
+use super::addrspace::AddressSpace;
+use super::pages::PAGE;
+use super::tlb::TlbGather;
+use super::vma::{Access, Advice, Backing, MapError, Prot};
+
+impl AddressSpace {
+    /// madvise on the page-aligned, non-empty range [start, end), with Linux's
+    /// results: a hole makes the call fail with NoMemory once the rest is
+    /// done; a VMA of the wrong kind fails it at once.
+    pub fn madvise(&self, start: u64, end: u64, advice: Advice) -> Result<(), MapError> {
+        match advice {
+            Advice::PopulateRead => return self.populate(start, end, Access::Read),
+            Advice::PopulateWrite => return self.populate(start, end, Access::Write),
+            _ => {}
+        }
+        // Dropping pages needs only the read lock: a concurrent fault on a
+        // dropped page installs a fresh one, which is what it would get after.
+        let map = self.vmas.read();
+        let mut gather = TlbGather::new();
+        let mut result = Ok(());
+        let mut cursor = start;
+        for vma in map.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
+            if vma.start > cursor {
+                result = Err(MapError::NoMemory);
+            }
+            let (from, to) = (vma.start.max(start), vma.end.min(end));
+            let shared = matches!(vma.backing, Backing::Shared { .. });
+            match advice {
+                Advice::DontNeed => self.zap(vma, from, to, &mut gather),
+                // We never reclaim, so "free when memory is short" is "free now";
+                // the program must not rely on the contents either way.
+                Advice::Free if !shared => self.zap(vma, from, to, &mut gather),
+                Advice::Remove if !shared => result = Err(MapError::Invalid),
+                Advice::Remove if !vma.prot.contains(Prot::WRITE) => result = Err(MapError::Denied),
+                Advice::Remove => {
+                    self.zap(vma, from, to, &mut gather);
+                    if let Backing::Shared { memory, first_page } = &vma.backing {
+                        let first = first_page + (from - vma.start) / PAGE;
+                        memory.remove(first..first + (to - from) / PAGE, &mut gather);
+                    }
+                }
+                Advice::Free | Advice::WipeOnFork if shared => result = Err(MapError::Invalid),
+                _ => {}
+            }
+            if matches!(result, Err(MapError::Invalid | MapError::Denied)) {
+                break;
+            }
+            cursor = vma.end;
+        }
+        if result.is_ok() && cursor < end {
+            result = Err(MapError::NoMemory);
+        }
+        gather.finish(self, &map);
+        result
+    }
+}

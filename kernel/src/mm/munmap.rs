@@ -1,0 +1,61 @@
+//! munmap, and the removal of VMAs and their pages that mmap(MAP_FIXED) and
+//! brk share with it.
+
+use core::sync::atomic::Ordering;
+
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+use super::addrspace::AddressSpace;
+use super::pages;
+use super::paging::ADDR_MASK;
+use super::tlb::TlbGather;
+use super::vma::{Backing, MapError, Vma, VmaMap, MAX_MAP_COUNT};
+
+impl AddressSpace {
+    pub fn munmap(&self, start: u64, len: u64) -> Result<(), MapError> {
+        let end = checked_range(start, len).ok_or(MapError::Invalid)?;
+        let mut map = self.vmas.write();
+        // Linux refuses only a split that would leave one VMA more than the limit.
+        if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
+            return Err(MapError::NoMemory);
+        }
+        let mut gather = TlbGather::new();
+        self.unmap_locked(&mut map, start, end, &mut gather);
+        gather.finish(self, &map);
+        Ok(())
+    }
+
+    /// Removes the VMAs (cut to size) in [start, end) and their translations;
+    /// the caller holds the write lock and finishes `gather` before dropping it.
+    pub(super) fn unmap_locked(&self, map: &mut VmaMap, start: u64, end: u64, gather: &mut TlbGather) {
+        for vma in map.remove_range(start, end) {
+            self.zap(&vma, vma.start, vma.end, gather);
+            gather.dropped_vmas.push(vma);
+        }
+    }
+
+    /// Removes the translations of [start, end) in `vma` and collects what
+    /// must be freed after the flush. Visits populated tables only.
+    pub(super) fn zap(&self, vma: &Vma, start: u64, end: u64, gather: &mut TlbGather) {
+        let private = matches!(vma.backing, Backing::Private);
+        self.page_table.for_each_user_leaf(start, end, |page, pte| {
+            let old = pte.swap(0, Ordering::AcqRel);
+            if old == 0 {
+                return;
+            }
+            gather.add_page(page);
+            if private {
+                gather.frames.push(PhysFrame::containing_address(PhysAddr::new(old & ADDR_MASK)));
+            }
+        });
+    }
+}
+
+/// `start + len` page-rounded, if the range is aligned, non-empty and user space.
+fn checked_range(start: u64, len: u64) -> Option<u64> {
+    if !pages::is_aligned(start) || len == 0 {
+        return None;
+    }
+    pages::user_end(start, len)
+}

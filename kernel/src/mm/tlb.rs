@@ -1,0 +1,92 @@
+//! Gather, then flush, then free: what an unmapping path collects while it
+//! changes page-table entries, and the one way to finish it.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use x86_64::structures::paging::{PageTableFlags, PhysFrame};
+use x86_64::VirtAddr;
+
+use super::addrspace::AddressSpace;
+use super::frame::Frame;
+use super::pages::PAGE;
+use super::vma::{Vma, VmaMap};
+use crate::arch::percpu;
+use crate::arch::tlb::{shootdown, FlushScope};
+
+/// Whether replacing entry `old` by `new` takes a right away (presence,
+/// write or execute), so that CPUs caching `old` must flush it.
+pub(super) fn loses_rights(old: u64, new: u64) -> bool {
+    let present = PageTableFlags::PRESENT.bits();
+    let writable = PageTableFlags::WRITABLE.bits();
+    let no_exec = PageTableFlags::NO_EXECUTE.bits();
+    old & present != 0
+        && (new & present == 0
+            || (old & writable != 0 && new & writable == 0)
+            || (old & no_exec == 0 && new & no_exec != 0))
+}
+
+/// Pages whose translations were removed or reduced, and the frames to free
+/// once every CPU has dropped them: gather, then flush, then free. Dropping
+/// one with work still in it is a bug (checked in debug builds).
+#[must_use = "finish() flushes the TLBs and frees the gathered frames"]
+pub(super) struct TlbGather {
+    pub(super) frames: Vec<PhysFrame>,
+    /// VMAs removed (shared objects they hold are released after the flush).
+    pub(super) dropped_vmas: Vec<Vma>,
+    first: u64,
+    last: u64,
+    pages: usize,
+}
+
+impl TlbGather {
+    pub(super) fn new() -> Self {
+        TlbGather { frames: Vec::new(), dropped_vmas: Vec::new(), first: u64::MAX, last: 0, pages: 0 }
+    }
+
+    pub(super) fn add_page(&mut self, page: u64) {
+        self.first = self.first.min(page);
+        self.last = self.last.max(page);
+        self.pages += 1;
+    }
+
+    /// Flushes every CPU that has `mm` loaded, then frees. `_locked` borrows
+    /// the `mmap_lock` guard under which the entries were changed, so the
+    /// flush is done before that lock is released: a second munmap of the
+    /// same range cannot return while another CPU still holds a translation.
+    pub(super) fn finish(mut self, mm: &AddressSpace, _locked: &VmaMap) {
+        if self.pages > 0 {
+            let span = ((self.last - self.first) / PAGE + 1) as usize;
+            // Pinned: the set of CPUs to flush is "every one but this one".
+            let _guard = percpu::PreemptGuard::new();
+            let cpus = mm.cpus();
+            if !cpus.is_empty() {
+                mm.stats.shootdowns.fetch_add(1, Ordering::Relaxed);
+                shootdown(cpus, FlushScope::Range { start: VirtAddr::new(self.first), pages: span });
+            }
+            self.pages = 0;
+        }
+        self.release();
+    }
+
+    /// Frees what was gathered, without a flush: for a space no CPU has loaded.
+    pub(super) fn release(mut self) {
+        for frame in core::mem::take(&mut self.frames) {
+            // SAFETY: the frame belonged to a private page (or a removed shared
+            // page) whose entry is gone and whose translation every CPU has
+            // dropped (`finish`, or no CPU ever loaded the space).
+            drop(unsafe { Frame::from_raw(frame) });
+        }
+        drop(core::mem::take(&mut self.dropped_vmas));
+        self.pages = 0;
+    }
+}
+
+impl Drop for TlbGather {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.pages == 0 && self.frames.is_empty() && self.dropped_vmas.is_empty(),
+            "a TlbGather with work in it was dropped without finish()"
+        );
+    }
+}
