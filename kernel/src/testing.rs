@@ -86,6 +86,42 @@ pub fn test_panic_handler(info: &core::panic::PanicInfo) -> ! {
     exit(ExitCode::Failure)
 }
 
+/// Collects a panic message (up to 1 KiB) so a test can check its contents.
+struct MessageBuffer {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl core::fmt::Write for MessageBuffer {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// For kernels that must crash: prints the panic's report and passes (exit
+/// 0) if it contains every one of `expected`, else fails naming the part it
+/// lacks. Call it from the test kernel's panic handler.
+pub fn expect_panic_report(info: &core::panic::PanicInfo, expected: &[&str]) -> ! {
+    use core::fmt::Write;
+    let mut buffer = MessageBuffer { bytes: [0; 1024], len: 0 };
+    let _ = write!(buffer, "{}", info.message());
+    let message = core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("");
+    println!("report: {message}");
+    match expected.iter().find(|part| !message.contains(*part)) {
+        None => {
+            println!("[ok]\n1 passed, 0 failed");
+            exit(ExitCode::Shutdown(0))
+        }
+        Some(missing) => {
+            println!("[failed]: the report lacks '{missing}'\n0 passed, 1 failed");
+            exit(ExitCode::Failure)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::sync::atomic::Ordering;

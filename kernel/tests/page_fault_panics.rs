@@ -4,10 +4,7 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write;
-
 use bootloader_api::{entry_point, BootInfo};
-use kernel::arch::qemu::{exit, ExitCode};
 use kernel::println;
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -23,36 +20,10 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     panic!("the stray write did not fault");
 }
 
-/// Collects the panic message so the test can check its contents.
-struct Buffer {
-    bytes: [u8; 512],
-    len: usize,
-}
-
-impl Write for Buffer {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let n = s.len().min(self.bytes.len() - self.len);
-        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let mut buffer = Buffer { bytes: [0; 512], len: 0 };
-    let _ = write!(buffer, "{}", info.message());
-    let message = core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("");
-    println!("report: {message}");
-    let expected = ["page fault (#PF)", "vector 14", "write of 0xffffc180deadb000", "page not present", "rip 0x"];
-    match expected.iter().find(|part| !message.contains(*part)) {
-        None => {
-            println!("[ok]\n1 passed, 0 failed");
-            exit(ExitCode::Shutdown(0))
-        }
-        Some(missing) => {
-            println!("[failed]: the report lacks '{missing}'\n0 passed, 1 failed");
-            exit(ExitCode::Failure)
-        }
-    }
+    kernel::testing::expect_panic_report(
+        info,
+        &["page fault (#PF)", "vector 14", "write of 0xffffc180deadb000", "page not present", "rip 0x"],
+    )
 }

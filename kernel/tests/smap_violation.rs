@@ -9,10 +9,7 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write;
-
 use bootloader_api::{entry_point, BootInfo};
-use kernel::arch::qemu::{exit, ExitCode};
 use kernel::mm::addrspace::{self, AddressSpace, MmapRequest, Prot};
 use kernel::println;
 
@@ -43,42 +40,16 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     panic!("the stray read of a user page did not fault (it read {value:#x})");
 }
 
-/// Collects the panic message so the test can check its contents.
-struct Buffer {
-    bytes: [u8; 1024],
-    len: usize,
-}
-
-impl Write for Buffer {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let n = s.len().min(self.bytes.len() - self.len);
-        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let mut buffer = Buffer { bytes: [0; 1024], len: 0 };
-    let _ = write!(buffer, "{}", info.message());
-    let message = core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("");
-    println!("report: {message}");
-    let expected = [
-        "page fault (#PF)",
-        "read of 0x40000000",
-        "protection violation, kernel mode",
-        "a kernel read of user memory outside the user-copy routines",
-        "SMAP violation",
-    ];
-    match expected.iter().find(|part| !message.contains(*part)) {
-        None => {
-            println!("[ok]\n1 passed, 0 failed");
-            exit(ExitCode::Shutdown(0))
-        }
-        Some(missing) => {
-            println!("[failed]: the report lacks '{missing}'\n0 passed, 1 failed");
-            exit(ExitCode::Failure)
-        }
-    }
+    kernel::testing::expect_panic_report(
+        info,
+        &[
+            "page fault (#PF)",
+            "read of 0x40000000",
+            "protection violation, kernel mode",
+            "a kernel read of user memory outside the user-copy routines",
+            "SMAP violation",
+        ],
+    )
 }
