@@ -51,6 +51,8 @@ pub const STACK_GUARD_GAP: u64 = 1 << 20;
 pub struct MmStats {
     pub faults: AtomicU64,
     pub shootdowns: AtomicU64,
+    /// Page-table pages freed by munmap and brk (teardown not counted).
+    pub tables_freed: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -455,6 +457,42 @@ mod tests {
         assert!(CHECKED.load(Ordering::SeqCst), "the checker ran while the flush waited");
         assert!(LOCK_WAS_HELD.load(Ordering::SeqCst), "the mmap lock was free while another CPU held the translation");
         *SPACE.lock() = None;
+    }
+
+    #[test_case]
+    fn page_tables_go_with_the_last_mapping_that_needed_them() {
+        let mm = AddressSpace::new().unwrap();
+        let touch = |addr: u64| {
+            let map = mm.vmas.read();
+            let vma = map.find(addr).unwrap().clone();
+            mm.handle_fault(&vma, addr, Access::Write).unwrap();
+        };
+        let baseline = mm.page_table.user_table_count();
+        // Three mappings: two sharing one 2 MiB table, one 600 GiB away.
+        let near = 0x40_0000_0000;
+        let far = near + (600 << 30);
+        mm.mmap(&anon(near, PAGE, true)).unwrap();
+        mm.mmap(&anon(near + 4 * PAGE, PAGE, true)).unwrap();
+        mm.mmap(&anon(far, 4 << 20, true)).unwrap();
+        for addr in [near, near + 4 * PAGE, far, far + (2 << 20)] {
+            touch(addr);
+        }
+        // near: a PDPT, a PD and a PT; far: another PML4 slot, so 1 + 1 + 2.
+        assert_eq!(mm.page_table.user_table_count(), baseline + 7);
+        mm.munmap(near, PAGE).unwrap();
+        assert_eq!(mm.page_table.user_table_count(), baseline + 7, "the neighbour still needs the table");
+        assert!(mm.page_table.translate(VirtAddr::new(near + 4 * PAGE)).is_some(), "and its page");
+        mm.munmap(near + 4 * PAGE, PAGE).unwrap();
+        assert_eq!(mm.page_table.user_table_count(), baseline + 4);
+        mm.munmap(far, 4 << 20).unwrap();
+        assert_eq!(mm.page_table.user_table_count(), baseline, "back to the baseline");
+        assert_eq!(mm.stats.tables_freed.load(Ordering::Relaxed), 7);
+        // A brk shrink frees what the heap's tail needed, too.
+        mm.set_brk_start(0x7000_0000);
+        mm.brk(0x7000_0000 + (4 << 20));
+        touch(0x7000_0000 + (3 << 20));
+        mm.brk(0x7000_0000);
+        assert_eq!(mm.page_table.user_table_count(), baseline);
     }
 
     #[test_case]

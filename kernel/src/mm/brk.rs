@@ -20,6 +20,7 @@ impl AddressSpace {
         let mut gather = TlbGather::new();
         if new_end < old_end {
             self.unmap_locked(&mut map, new_end, old_end, &mut gather);
+            self.free_page_tables(&map, new_end, old_end, &mut gather);
         } else if new_end > old_end {
             if map.overlaps(old_end, new_end) || map.len() > MAX_MAP_COUNT {
                 return old;

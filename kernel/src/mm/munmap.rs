@@ -8,7 +8,7 @@ use x86_64::PhysAddr;
 
 use super::addrspace::AddressSpace;
 use super::pages;
-use super::paging::ADDR_MASK;
+use super::paging::{ADDR_MASK, USER_HALF_END};
 use super::tlb::TlbGather;
 use super::vma::{Backing, MapError, Vma, VmaMap, MAX_MAP_COUNT};
 
@@ -22,8 +22,19 @@ impl AddressSpace {
         }
         let mut gather = TlbGather::new();
         self.unmap_locked(&mut map, start, end, &mut gather);
+        self.free_page_tables(&map, start, end, &mut gather);
         gather.finish(self, &map);
         Ok(())
+    }
+
+    /// After [start, end) was unmapped: unlinks the page tables that no VMA
+    /// left needs (those wholly between the neighbouring VMAs, Linux's
+    /// free_pgtables floor and ceiling) into `gather`, which frees them
+    /// after the flush. The write lock keeps every walker out meanwhile.
+    pub(super) fn free_page_tables(&self, map: &VmaMap, start: u64, end: u64, gather: &mut TlbGather) {
+        let floor = map.vmas.range(..start).next_back().map_or(0, |(_, vma)| vma.end);
+        let ceiling = map.vmas.range(end..).next().map_or(USER_HALF_END, |(_, vma)| vma.start);
+        self.page_table.unlink_user_tables((start, end), (floor, ceiling), &mut |table| gather.tables.push(table));
     }
 
     /// Removes the VMAs (cut to size) in [start, end) and their translations;

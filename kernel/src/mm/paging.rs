@@ -21,6 +21,9 @@ use super::phys_to_virt;
 
 pub use x86_64::structures::paging::PageTableFlags as Flags;
 
+/// The end of the lower (user) half: the first 256 PML4 entries.
+pub(crate) const USER_HALF_END: u64 = 1 << 47;
+
 /// Physical address bits of an entry.
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 const ENTRIES: usize = 512;
@@ -263,6 +266,80 @@ impl PageTable {
         if start < end {
             visit(self.root.start_address(), 4, 0, start, end, &mut f);
         }
+    }
+
+    /// Unlinks the user page tables that meet [start, end) and lie wholly in
+    /// [floor, ceiling), with every table below them, and hands each table
+    /// frame to `retire`. The frames must not be reused before every CPU
+    /// that may have walked them has flushed (its paging-structure caches
+    /// may still point into them): the caller gathers them for after the
+    /// flush. Caller's contract: no mapping lies in [floor, ceiling) (so the
+    /// tables hold no translations) and nothing walks that range meanwhile
+    /// (the address space's `mmap_lock` is held for writing).
+    pub(crate) fn unlink_user_tables(
+        &self,
+        (start, end): (u64, u64),
+        (floor, ceiling): (u64, u64),
+        retire: &mut dyn FnMut(PhysFrame),
+    ) {
+        /// Retires `table` (at `level`) and every table below it.
+        fn retire_subtree(table: PhysAddr, level: u8, retire: &mut dyn FnMut(PhysFrame)) {
+            for entry in entries(table).iter() {
+                let value = entry.load(Ordering::Acquire);
+                if level == 1 {
+                    debug_assert_eq!(value, 0, "a page table freed with a translation in it");
+                } else if value & PageTableFlags::PRESENT.bits() != 0 && value & PageTableFlags::HUGE_PAGE.bits() == 0 {
+                    retire_subtree(PhysAddr::new(value & ADDR_MASK), level - 1, retire);
+                }
+            }
+            retire(PhysFrame::containing_address(table));
+        }
+        fn visit(
+            table: PhysAddr,
+            level: u8,
+            base: u64,
+            range: (u64, u64),
+            keep: (u64, u64),
+            retire: &mut dyn FnMut(PhysFrame),
+        ) {
+            let span = 1u64 << (12 + 9 * (level as u64 - 1));
+            let first = ((range.0 - base) / span) as usize;
+            let last = ((range.1 - 1 - base) / span) as usize;
+            for (index, entry) in entries(table).iter().enumerate().take(last + 1).skip(first) {
+                let value = entry.load(Ordering::Acquire);
+                if value & PageTableFlags::PRESENT.bits() == 0 || value & PageTableFlags::HUGE_PAGE.bits() != 0 {
+                    continue;
+                }
+                let child = PhysAddr::new(value & ADDR_MASK);
+                let child_start = base + index as u64 * span;
+                let child_end = child_start + span;
+                if keep.0 <= child_start && child_end <= keep.1 {
+                    entry.store(0, Ordering::Release);
+                    retire_subtree(child, level - 1, retire);
+                } else if level > 2 {
+                    let clipped = (range.0.max(child_start), range.1.min(child_end));
+                    visit(child, level - 1, child_start, clipped, keep, retire);
+                }
+            }
+        }
+        let end = end.min(USER_HALF_END);
+        if start < end {
+            visit(self.root.start_address(), 4, 0, (start, end), (floor, ceiling), retire);
+        }
+    }
+
+    /// How many page-table pages the user half has (the root not counted).
+    pub fn user_table_count(&self) -> usize {
+        fn count(table: PhysAddr, level: u8, entries_to_scan: usize) -> usize {
+            entries(table)
+                .iter()
+                .take(entries_to_scan)
+                .map(|entry| entry.load(Ordering::Acquire))
+                .filter(|&v| v & PageTableFlags::PRESENT.bits() != 0 && v & PageTableFlags::HUGE_PAGE.bits() == 0)
+                .map(|v| if level > 2 { 1 + count(PhysAddr::new(v & ADDR_MASK), level - 1, ENTRIES) } else { 1 })
+                .sum()
+        }
+        count(self.root.start_address(), 4, ENTRIES / 2)
     }
 
     /// Frees every page-table page of the lower (user) half. The leaf entries

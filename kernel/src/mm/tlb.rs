@@ -34,6 +34,9 @@ pub(super) struct TlbGather {
     pub(super) frames: Vec<PhysFrame>,
     /// VMAs removed (shared objects they hold are released after the flush).
     pub(super) dropped_vmas: Vec<Vma>,
+    /// Page-table pages unlinked from the tree (freed after the flush, as
+    /// other CPUs' paging-structure caches may still point into them).
+    pub(super) tables: Vec<PhysFrame>,
     first: u64,
     last: u64,
     pages: usize,
@@ -41,7 +44,14 @@ pub(super) struct TlbGather {
 
 impl TlbGather {
     pub(super) fn new() -> Self {
-        TlbGather { frames: Vec::new(), dropped_vmas: Vec::new(), first: u64::MAX, last: 0, pages: 0 }
+        TlbGather {
+            frames: Vec::new(),
+            dropped_vmas: Vec::new(),
+            tables: Vec::new(),
+            first: u64::MAX,
+            last: 0,
+            pages: 0,
+        }
     }
 
     pub(super) fn add_page(&mut self, page: u64) {
@@ -55,15 +65,24 @@ impl TlbGather {
     /// flush is done before that lock is released: a second munmap of the
     /// same range cannot return while another CPU still holds a translation.
     pub(super) fn finish(mut self, mm: &AddressSpace, _locked: &VmaMap) {
-        if self.pages > 0 {
-            let span = ((self.last - self.first) / PAGE + 1) as usize;
+        if self.pages > 0 || !self.tables.is_empty() {
+            // A freed table needs every paging-structure cache emptied: a full flush.
+            let scope = if self.tables.is_empty() {
+                FlushScope::Range {
+                    start: VirtAddr::new(self.first),
+                    pages: ((self.last - self.first) / PAGE + 1) as usize,
+                }
+            } else {
+                FlushScope::All
+            };
             // Pinned: the set of CPUs to flush is "every one but this one".
             let _guard = percpu::PreemptGuard::new();
             let cpus = mm.cpus();
             if !cpus.is_empty() {
                 mm.stats.shootdowns.fetch_add(1, Ordering::Relaxed);
-                shootdown(cpus, FlushScope::Range { start: VirtAddr::new(self.first), pages: span });
+                shootdown(cpus, scope);
             }
+            mm.stats.tables_freed.fetch_add(self.tables.len() as u64, Ordering::Relaxed);
             self.pages = 0;
         }
         self.release();
@@ -77,6 +96,11 @@ impl TlbGather {
             // dropped (`finish`, or no CPU ever loaded the space).
             drop(unsafe { Frame::from_raw(frame) });
         }
+        for table in core::mem::take(&mut self.tables) {
+            // SAFETY: the table came from `Frame::into_raw` when a walk
+            // installed it; it is unlinked and every CPU has flushed.
+            drop(unsafe { Frame::from_raw(table) });
+        }
         drop(core::mem::take(&mut self.dropped_vmas));
         self.pages = 0;
     }
@@ -85,7 +109,7 @@ impl TlbGather {
 impl Drop for TlbGather {
     fn drop(&mut self) {
         debug_assert!(
-            self.pages == 0 && self.frames.is_empty() && self.dropped_vmas.is_empty(),
+            self.pages == 0 && self.frames.is_empty() && self.dropped_vmas.is_empty() && self.tables.is_empty(),
             "a TlbGather with work in it was dropped without finish()"
         );
     }
