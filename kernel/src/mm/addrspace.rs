@@ -496,6 +496,42 @@ mod tests {
     }
 
     #[test_case]
+    fn a_munmap_interrupts_exactly_the_other_cpus_that_have_the_space_loaded() {
+        use crate::arch::tlb::STATS;
+        let mm = Arc::new(AddressSpace::new().unwrap());
+        let unmap_one_page = || {
+            let base = mm.mmap(&anon(0, PAGE, false)).unwrap();
+            {
+                let map = mm.vmas.read();
+                let vma = map.find(base).unwrap().clone();
+                mm.handle_fault(&vma, base, Access::Write).unwrap();
+            }
+            let before = STATS.ipis.load(Ordering::SeqCst);
+            mm.munmap(base, PAGE).unwrap();
+            STATS.ipis.load(Ordering::SeqCst) - before
+        };
+        assert_eq!(unmap_one_page(), 0, "loaded nowhere: nothing to flush");
+        // Loaded here only (a single-threaded process): a local flush, no IPI.
+        // Pinned so that "here" stays one CPU; the mmap lock is ours alone,
+        // so taking it never sleeps.
+        let _pinned = percpu::PreemptGuard::new();
+        let me = percpu::cpu_id();
+        switch(None, Some(&mm));
+        assert_eq!(unmap_one_page(), 0, "loaded only here");
+        // Loaded on every other CPU too (they keep it while they idle: kernel
+        // threads do not switch page tables): one IPI to each, no more.
+        let others: CpuSet = {
+            let mut set = crate::arch::ipi::online();
+            set.remove(me);
+            set
+        };
+        crate::arch::ipi::call_on(others, &|| switch(None, Some(&mm)));
+        assert_eq!(unmap_one_page(), others.len() as u64, "one IPI per other CPU with the space loaded");
+        crate::arch::ipi::call_on(others, &|| switch(Some(&mm), None));
+        switch(Some(&mm), None);
+    }
+
+    #[test_case]
     fn brk_grows_shrinks_and_refuses_to_overlap() {
         let mm = AddressSpace::new().unwrap();
         mm.set_brk_start(0x60_0000);

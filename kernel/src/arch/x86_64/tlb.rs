@@ -4,6 +4,8 @@
 use ::x86_64::registers::control::Cr3;
 use ::x86_64::VirtAddr;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use super::ipi::{call_on, CpuSet};
 
 /// Above this many pages a full flush is cheaper than `invlpg` per page
@@ -38,11 +40,15 @@ pub enum FlushScope {
 pub fn flush_local(scope: FlushScope) {
     match scope {
         FlushScope::Range { start, pages } if pages <= FLUSH_CEILING_PAGES => {
+            STATS.invlpg_pages.fetch_add(pages as u64, Ordering::Relaxed);
             for i in 0..pages as u64 {
                 flush_page(start + i * 4096);
             }
         }
-        _ => flush_all(),
+        _ => {
+            STATS.full_flushes.fetch_add(1, Ordering::Relaxed);
+            flush_all()
+        }
     }
 }
 
@@ -57,5 +63,29 @@ pub fn shootdown(cpus: CpuSet, scope: FlushScope) {
     if cpus.is_empty() {
         return;
     }
+    let mut others = cpus;
+    others.remove(super::percpu::cpu_id());
+    STATS.shootdowns.fetch_add(1, Ordering::Relaxed);
+    STATS.ipis.fetch_add(others.len() as u64, Ordering::Relaxed);
     call_on(cpus, &move || flush_local(scope));
 }
+
+/// Machine-wide TLB counters.
+#[derive(Debug, Default)]
+pub struct TlbStats {
+    /// `shootdown` calls with a non-empty CPU set.
+    pub shootdowns: AtomicU64,
+    /// Flush requests sent to other CPUs (one IPI each).
+    pub ipis: AtomicU64,
+    /// Pages flushed one by one with `invlpg`, on any CPU.
+    pub invlpg_pages: AtomicU64,
+    /// Full flushes (CR3 reloads), on any CPU.
+    pub full_flushes: AtomicU64,
+}
+
+pub static STATS: TlbStats = TlbStats {
+    shootdowns: AtomicU64::new(0),
+    ipis: AtomicU64::new(0),
+    invlpg_pages: AtomicU64::new(0),
+    full_flushes: AtomicU64::new(0),
+};
