@@ -85,6 +85,14 @@ fn run_init() -> u8 {
     drop(process);
     let after = frames_in_use();
     log::info!("init exited with status {status}; frames in use before {before}, after {after}");
+    let tlb = &kernel::arch::tlb::STATS;
+    log::info!(
+        "tlb: {} shootdowns, {} IPIs, {} pages flushed by invlpg, {} full flushes",
+        tlb.shootdowns.load(core::sync::atomic::Ordering::Relaxed),
+        tlb.ipis.load(core::sync::atomic::Ordering::Relaxed),
+        tlb.invlpg_pages.load(core::sync::atomic::Ordering::Relaxed),
+        tlb.full_flushes.load(core::sync::atomic::Ordering::Relaxed)
+    );
     if after != before {
         log::warn!("init's process leaked {} frames", after as i64 - before as i64);
     }
