@@ -4,7 +4,8 @@
 #
 #   N        boots per program and CPU count (default 20)
 #   SMP      CPU counts, e.g. "2 4" (default "2 4")
-#   PROGS    programs from user/out (default: c_madv_loop sysfuzz mmfuzz, those that exist)
+#   PROGS    programs from user/out (default: c_madv_loop sysfuzz mmfuzz, those
+#            that exist; "all": every program with an expected output)
 #   J        boots run at once (default 1; the machine has few cores)
 #   BOOT_TIMEOUT  seconds before a boot counts as hung (default 300)
 #
@@ -21,7 +22,15 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 BOOT=${BOOT:-target/x86_64-unknown-linux-gnu/debug/boot}
 KERNEL=${KERNEL:-target/x86_64-unknown-none/debug/kernel}
 OUT=target/stress
-if [ -z "${PROGS:-}" ]; then
+if [ "${PROGS:-}" = all ]; then
+	PROGS=""
+	for f in user/expected/*.out; do
+		p=$(basename "$f" .out)
+		# read_line waits for console input; unmap_cost is a benchmark.
+		case "$p" in read_line | unmap_cost) continue ;; esac
+		[ -x "user/out/$p" ] && PROGS="$PROGS $p"
+	done
+elif [ -z "${PROGS:-}" ]; then
 	PROGS=""
 	for p in c_madv_loop sysfuzz mmfuzz; do [ -x "user/out/$p" ] && PROGS="$PROGS $p"; done
 fi
