@@ -16,7 +16,11 @@ export SMP MEM BOOT_TIMEOUT KERNEL_LOG
 HOST   := x86_64-unknown-linux-gnu
 KARCH  := x86_64-unknown-none
 BOOT   := target/$(HOST)/debug/boot
-KERNEL := target/$(KARCH)/debug/kernel
+# The kernel build that `make run` and `make image` boot: optimised, without
+# debug assertions, unless PROFILE=dev (today's checked build, for debugging).
+# `make test` and `make stress` always use the dev build, checks on.
+PROFILE ?= release
+KERNEL := target/$(KARCH)/$(if $(filter dev,$(PROFILE)),debug,release)/kernel
 IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
@@ -49,7 +53,7 @@ qemu:
 
 build: toolchain
 	cargo build -p boot --target $(HOST)
-	cargo build -p kernel --bin kernel --target $(KARCH)
+	cargo build -p kernel --bin kernel --target $(KARCH) $(if $(filter dev,$(PROFILE)),,--release)
 
 # Our user programs (Rust no_std and gcc -static -nostdlib), into user/out/.
 user: toolchain
@@ -84,7 +88,8 @@ test: setup lint user
 # times (N per program and CPU count) and reports hangs, panics, lockups,
 # leaks and wrong output with the seed. SMP here is a list, "2 4" unless given.
 N ?= 20
-stress: setup build user
+stress: setup user
+	@$(MAKE) --no-print-directory build PROFILE=dev
 	N=$(N) J=$(or $(J),1) SMP="$(if $(filter command line,$(origin SMP)),$(SMP),2 4)" tests/stress.sh
 
 clean:
