@@ -172,3 +172,31 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
     }
     Some(v)
 }
+
+/// Parses a decimal number or a `0x`-prefixed hexadecimal one (seeds are
+/// printed in hex, so they can be pasted back as arguments).
+pub fn parse_num(s: &[u8]) -> Option<u64> {
+    let Some(hex) = s.strip_prefix(b"0x").or_else(|| s.strip_prefix(b"0X")) else {
+        return parse_u64(s);
+    };
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in hex {
+        let digit = (b as char).to_digit(16)?;
+        v = v << 4 | digit as u64;
+    }
+    Some(v)
+}
+
+/// The first 8 of the 16 random bytes the kernel put on the initial stack
+/// (AT_RANDOM), or 0 if there is no AT_RANDOM entry.
+pub fn at_random_u64() -> u64 {
+    match getauxval(AT_RANDOM) {
+        // SAFETY: AT_RANDOM points at 16 bytes on the initial stack, which
+        // stays mapped and unmodified for the whole run.
+        Some(p) if p != 0 => unsafe { (p as *const u64).read_unaligned() },
+        _ => 0,
+    }
+}

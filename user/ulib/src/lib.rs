@@ -1,6 +1,6 @@
 //! ulib: the smallest runtime that lets Rust programs run as static Linux
 //! x86_64 executables without libc: `_start`, raw system calls, printing,
-//! threads and a futex mutex. Programs use it with
+//! threads, a futex mutex and a seeded PRNG. Programs use it with
 //!
 //! ```ignore
 //! #![no_std]
@@ -15,6 +15,7 @@
 pub mod env;
 pub mod errno;
 pub mod io;
+pub mod rand;
 pub mod sync;
 pub mod sys;
 pub mod thread;

@@ -36,43 +36,96 @@ pub const PROT_NONE: usize = 0;
 pub const PROT_READ: usize = 1;
 pub const PROT_WRITE: usize = 2;
 pub const PROT_EXEC: usize = 4;
+pub const PROT_SEM: usize = 0x8;
+pub const PROT_GROWSDOWN: usize = 0x0100_0000;
+pub const PROT_GROWSUP: usize = 0x0200_0000;
 
 pub const MAP_SHARED: usize = 0x01;
 pub const MAP_PRIVATE: usize = 0x02;
+pub const MAP_SHARED_VALIDATE: usize = 0x03;
 pub const MAP_FIXED: usize = 0x10;
 pub const MAP_ANONYMOUS: usize = 0x20;
+pub const MAP_32BIT: usize = 0x40;
+pub const MAP_GROWSDOWN: usize = 0x100;
+pub const MAP_DENYWRITE: usize = 0x800;
+pub const MAP_EXECUTABLE: usize = 0x1000;
+pub const MAP_LOCKED: usize = 0x2000;
 pub const MAP_NORESERVE: usize = 0x4000;
 pub const MAP_POPULATE: usize = 0x8000;
+pub const MAP_NONBLOCK: usize = 0x10000;
 pub const MAP_STACK: usize = 0x20000;
+pub const MAP_HUGETLB: usize = 0x40000;
+pub const MAP_SYNC: usize = 0x80000;
 pub const MAP_FIXED_NOREPLACE: usize = 0x100000;
+pub const MAP_UNINITIALIZED: usize = 0x400_0000;
 
 pub const MADV_NORMAL: usize = 0;
 pub const MADV_RANDOM: usize = 1;
 pub const MADV_SEQUENTIAL: usize = 2;
 pub const MADV_WILLNEED: usize = 3;
 pub const MADV_DONTNEED: usize = 4;
+pub const MADV_FREE: usize = 8;
+pub const MADV_REMOVE: usize = 9;
+pub const MADV_DONTFORK: usize = 10;
+pub const MADV_DOFORK: usize = 11;
+pub const MADV_MERGEABLE: usize = 12;
+pub const MADV_UNMERGEABLE: usize = 13;
+pub const MADV_HUGEPAGE: usize = 14;
+pub const MADV_NOHUGEPAGE: usize = 15;
+pub const MADV_DONTDUMP: usize = 16;
+pub const MADV_DODUMP: usize = 17;
+pub const MADV_WIPEONFORK: usize = 18;
+pub const MADV_KEEPONFORK: usize = 19;
+pub const MADV_COLD: usize = 20;
+pub const MADV_PAGEOUT: usize = 21;
+pub const MADV_POPULATE_READ: usize = 22;
+pub const MADV_POPULATE_WRITE: usize = 23;
+/// As MADV_DONTNEED, but also on VM_LOCKED mappings (Linux 5.18).
+pub const MADV_DONTNEED_LOCKED: usize = 24;
+pub const MADV_COLLAPSE: usize = 25;
+/// Root only: poisons the pages (makes their frames unusable). Never fuzzed.
+pub const MADV_HWPOISON: usize = 100;
+pub const MADV_SOFT_OFFLINE: usize = 101;
 
 pub const FUTEX_WAIT: usize = 0;
 pub const FUTEX_WAKE: usize = 1;
+pub const FUTEX_REQUEUE: usize = 3;
+pub const FUTEX_CMP_REQUEUE: usize = 4;
+pub const FUTEX_WAKE_OP: usize = 5;
+pub const FUTEX_LOCK_PI: usize = 6;
+pub const FUTEX_UNLOCK_PI: usize = 7;
+pub const FUTEX_TRYLOCK_PI: usize = 8;
+pub const FUTEX_WAIT_BITSET: usize = 9;
+pub const FUTEX_WAKE_BITSET: usize = 10;
+pub const FUTEX_WAIT_REQUEUE_PI: usize = 11;
+pub const FUTEX_CMP_REQUEUE_PI: usize = 12;
+pub const FUTEX_LOCK_PI2: usize = 13;
 pub const FUTEX_PRIVATE_FLAG: usize = 128;
+pub const FUTEX_CLOCK_REALTIME: usize = 256;
 
 pub const CLOCK_REALTIME: usize = 0;
 pub const CLOCK_MONOTONIC: usize = 1;
 
+pub const ARCH_SET_GS: usize = 0x1001;
 pub const ARCH_SET_FS: usize = 0x1002;
 pub const ARCH_GET_FS: usize = 0x1003;
+pub const ARCH_GET_GS: usize = 0x1004;
 
 pub const CLONE_VM: usize = 0x100;
 pub const CLONE_FS: usize = 0x200;
 pub const CLONE_FILES: usize = 0x400;
 pub const CLONE_SIGHAND: usize = 0x800;
 pub const CLONE_THREAD: usize = 0x10000;
+pub const CLONE_NEWNS: usize = 0x20000;
 pub const CLONE_SYSVSEM: usize = 0x40000;
 pub const CLONE_SETTLS: usize = 0x80000;
 pub const CLONE_PARENT_SETTID: usize = 0x100000;
 pub const CLONE_CHILD_CLEARTID: usize = 0x200000;
 
 pub const PAGE_SIZE: usize = 4096;
+/// Linux's TASK_SIZE on x86_64 (4-level paging): user mappings end at or below
+/// it; the page above it is never mappable.
+pub const USER_END: usize = 0x7fff_ffff_f000;
 
 /// Issues system call `nr` with six arguments and returns the raw result
 /// (a negative errno on failure). Unused arguments may be anything.

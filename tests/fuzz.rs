@@ -1,0 +1,52 @@
+//! The fuzzers on 4 CPUs, once each per run with a fresh seed: the syscall
+//! fuzzer (random and hostile arguments to every system call) and the
+//! model-based mm fuzzer (threads checking their own regions against a
+//! shadow model while the others change the same address space). The kernel
+//! must survive, the program must end as on Linux (user/expected/), and every
+//! frame must come back. A failure names the seed: `boot --arg SEED`
+//! replays it.
+
+use e2e::{expected, frames_before_after, program_output, run_program, user_program};
+
+/// A seed that differs from run to run (the host's clock and pid).
+fn fresh_seed() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:#x}", (nanos as u64) ^ ((std::process::id() as u64) << 32))
+}
+
+fn fuzz(name: &str) {
+    let seed = fresh_seed();
+    let run = run_program(&user_program(name), 4, &["--arg", &seed]);
+    let (want_out, want_status) = expected(name);
+    let got_out = program_output(&run.stdout);
+    let mut problems = Vec::new();
+    if run.status != Some(want_status) {
+        problems.push(format!("status {:?}, Linux gave {want_status}", run.status));
+    }
+    if got_out != want_out {
+        problems.push(format!("output differs:\n--- Linux\n{want_out}--- ours\n{got_out}"));
+    }
+    match frames_before_after(&run.stdout) {
+        Some((before, after)) if before == after => {}
+        Some((before, after)) => problems.push(format!("frames in use {before} before, {after} after")),
+        None => problems.push("no frame count from the kernel".into()),
+    }
+    let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
+    println!("{name} (seed {seed}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
+    assert!(
+        problems.is_empty(),
+        "{name} with seed {seed} (replay: boot --smp 4 --init user/out/{name} --arg {seed} KERNEL): {}\nkernel said:\n{}",
+        problems.join("; "),
+        kernel_lines.join("\n")
+    );
+}
+
+#[test]
+fn syscall_fuzzer_on_four_cpus() {
+    fuzz("sysfuzz");
+}
+
+#[test]
+fn mm_model_fuzzer_on_four_cpus() {
+    fuzz("mmfuzz");
+}
