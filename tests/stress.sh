@@ -21,7 +21,7 @@ J=${J:-1}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 BOOT=${BOOT:-target/x86_64-unknown-linux-gnu/debug/boot}
 KERNEL=${KERNEL:-target/x86_64-unknown-none/debug/kernel}
-OUT=target/stress
+OUT=${STRESS_OUT:-target/stress}
 if [ "${PROGS:-}" = all ]; then
 	PROGS=""
 	for f in user/expected/*.out; do
