@@ -58,18 +58,18 @@ one_boot() {
 	local want_status
 	want_status=$(cat "user/expected/$prog.status")
 	local frames
-	frames=$(grep -o 'frames in use before [0-9]*, after [0-9]*' "$log" | tail -1)
+	frames=$(grep -a -o 'frames in use before [0-9]*, after [0-9]*' "$log" | tail -1)
 	if [ "$status" = 124 ]; then
 		result=hang
 	elif [ "$status" = 102 ]; then
 		result=lockup
-	elif [ "$status" = 101 ] || grep -q 'panicked' "$log"; then
+	elif [ "$status" = 101 ] || grep -aq 'panicked' "$log"; then
 		result=panic
 	elif [ -z "$frames" ] || [ "$(echo "$frames" | awk '{print $5}' | tr -d ,)" != "$(echo "$frames" | awk '{print $7}')" ] \
-		|| grep -q 'lingering\|leaked' "$log"; then
+		|| grep -aq 'lingering\|leaked' "$log"; then
 		result=leak
 	elif [ "$status" != "$want_status" ] \
-		|| ! diff -q <(grep -v '^\[kernel\]' "$log" | grep -v '^info:') "user/expected/$prog.out" >/dev/null; then
+		|| ! diff -q <(grep -av '^\[kernel\]' "$log" | grep -av '^info:') "user/expected/$prog.out" >/dev/null; then
 		result=wrong
 	fi
 	[ "$result" = ok ] && rm -f "$log"
