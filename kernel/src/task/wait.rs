@@ -1,9 +1,12 @@
 //! Wait queues: block the running thread until a condition holds.
 //!
-//! `wait_until(cond)` checks `cond` and, if false, marks the thread
-//! `Blocked` and queues it, all under the queue's lock; a waker changes the
-//! state `cond` looks at *before* calling `wake_*`, which takes the same lock.
-//! So a wake-up between the check and the sleep cannot be lost.
+//! A waiter marks itself `Blocked`, then checks its condition and queues
+//! itself, all under the queue's lock; a waker changes the state the
+//! condition looks at *before* calling `wake_*`, which takes the same lock.
+//! So a wake-up between the check and the sleep cannot be lost. Waits are
+//! uninterruptible (`wait_until`, `wait_until_deadline`: sleeping locks,
+//! kernel sleeps) or interruptible (`wait_interruptible`: they end when the
+//! thread's process goes down).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
