@@ -364,9 +364,16 @@ fn finish_switch() {
 
 /// Ends the running thread. Its resources go when the last reference does.
 pub fn exit_current() -> ! {
-    let thread = current();
-    thread.set_state(ThreadState::Exited);
-    drop(thread);
+    // Interrupts off from here to the switch: a thread preempted once it is
+    // `Exited` is never run again, so anything still on its stack stays for
+    // good. It once was preempted between marking itself exited and dropping
+    // its own reference, and that reference kept the thread (its kernel
+    // stack) and its process alive forever.
+    let _ = crate::arch::disable_interrupts();
+    {
+        let thread = current();
+        thread.set_state(ThreadState::Exited);
+    }
     schedule();
     unreachable!("an exited thread was scheduled again");
 }

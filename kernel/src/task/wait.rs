@@ -216,4 +216,29 @@ mod tests {
         let done = SLEEPS_DONE.load(Ordering::SeqCst);
         assert_eq!(done, SLEEPERS, "{} of {SLEEPERS} sleepers never woke from a timed sleep", SLEEPERS - done);
     }
+
+    extern "C" fn exit_at_once(_: usize) -> ! {
+        sched::exit_current()
+    }
+
+    /// Exiting under a fast tick: nothing of an exited thread may stay
+    /// referenced (a preemption inside `exit_current` once left one).
+    #[test_case]
+    fn exited_threads_are_freed_under_fast_preemption() {
+        const THREADS: usize = 64;
+        crate::arch::time::set_tick_hz(2000);
+        let mut weak = alloc::vec::Vec::new();
+        for _ in 0..THREADS {
+            let thread = Thread::new_kernel(exit_at_once, 0).expect("a kernel thread");
+            weak.push(Arc::downgrade(&thread));
+            sched::enqueue(thread);
+        }
+        let give_up = now_ns() + 20_000_000_000;
+        while weak.iter().any(|w| w.strong_count() > 0) && now_ns() < give_up {
+            crate::task::timer::sleep_ns(5_000_000);
+        }
+        crate::arch::time::set_tick_hz(crate::arch::time::HZ);
+        let alive = weak.iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(alive, 0, "{alive} of {THREADS} exited threads are still referenced");
+    }
 }
