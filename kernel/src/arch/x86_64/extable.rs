@@ -132,10 +132,9 @@ pub unsafe fn copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> Result<
 /// As for `copy_fallible`; besides, the user range has been checked to lie
 /// below `USER_END` (`mm::uaccess`), so the kernel side is the caller's buffer.
 pub unsafe fn copy_user(dst: *mut u8, src: *const u8, len: usize) -> Result<(), AccessFault> {
-    // SAFETY: the caller guarantees `copy_fallible`'s contract; faults at the
-    // copy instruction are resolved or fixed up by the page-fault handler
-    // (`in_user_copy`, `fixup_for`), and the routine closes the SMAP window
-    // on both ways out.
+    // SAFETY: the caller guarantees `copy_fallible`'s contract; faults at the copy instruction are
+    // resolved or fixed up by the page-fault handler (`in_user_copy`, `fixup_for`), and the
+    // routine closes the SMAP window on both ways out.
     let remaining = unsafe { kernel_copy_user(dst, src, len) };
     if remaining == 0 {
         Ok(())

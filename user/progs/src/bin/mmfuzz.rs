@@ -231,10 +231,9 @@ impl Fuzzer {
     }
 
     fn call(&self, n: usize, args: [usize; 6]) -> Result<usize, Errno> {
-        // SAFETY: every call made through here names addresses in this
-        // thread's own region, which holds nothing but test patterns and which
-        // no Rust reference points into; pages are only touched through raw
-        // pointers after the model (checked by the kernel) says they may be.
+        // SAFETY: every call made through here names addresses in this thread's own region, which
+        // holds only test patterns and no Rust reference points into; pages are touched only
+        // through raw pointers, after the model (checked against the kernel) says they may be.
         sys::check(unsafe { syscall6(n, args[0], args[1], args[2], args[3], args[4], args[5]) })
     }
 

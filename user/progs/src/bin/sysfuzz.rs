@@ -354,10 +354,9 @@ impl Fuzzer {
                 a[5]
             );
         }
-        // SAFETY: every argument comes from the generators below, which follow
-        // the rules at the top of this file: the call can only affect the
-        // arena, scratch pages, memory the kernel must refuse to touch, or
-        // mappings this thread made and unmaps itself.
+        // SAFETY: every argument comes from the generators below, which follow the rules at the top
+        // of this file: the call can only affect the arena, scratch pages, memory the kernel must
+        // refuse to touch, or mappings this thread made and unmaps itself.
         let r = unsafe { syscall6(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
         if trace {
             println!("info: thread {} op {}: returned {}", self.index + 1, self.op, Ret(r));
