@@ -6,7 +6,7 @@
 //! frame must come back. A failure names the seed: `boot --arg SEED`
 //! replays it.
 
-use e2e::{expected, frames_before_after, program_output, run_program, user_program};
+use e2e::{problems_with, run_program, user_program};
 
 /// A seed that differs from run to run (the host's clock and pid).
 fn fresh_seed() -> String {
@@ -17,20 +17,7 @@ fn fresh_seed() -> String {
 fn fuzz(name: &str) {
     let seed = fresh_seed();
     let run = run_program(&user_program(name), 4, &["--arg", &seed]);
-    let (want_out, want_status) = expected(name);
-    let got_out = program_output(&run.stdout);
-    let mut problems = Vec::new();
-    if run.status != Some(want_status) {
-        problems.push(format!("status {:?}, Linux gave {want_status}", run.status));
-    }
-    if got_out != want_out {
-        problems.push(format!("output differs:\n--- Linux\n{want_out}--- ours\n{got_out}"));
-    }
-    match frames_before_after(&run.stdout) {
-        Some((before, after)) if before == after => {}
-        Some((before, after)) => problems.push(format!("frames in use {before} before, {after} after")),
-        None => problems.push("no frame count from the kernel".into()),
-    }
+    let problems = problems_with(name, &run);
     let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
     println!("{name} (seed {seed}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
     assert!(

@@ -203,3 +203,34 @@ pub fn frames_before_after(stdout: &str) -> Option<(u64, u64)> {
         _ => None,
     }
 }
+
+/// What is wrong with a run of user program `name` against Linux's record
+/// (user/expected/): its status, its output, frames it leaked, a kill without
+/// its log line. Empty when the run is right.
+pub fn problems_with(name: &str, run: &Run) -> Vec<String> {
+    let (want_out, want_status) = expected(name);
+    let got_out = program_output(&run.stdout);
+    let mut problems = Vec::new();
+    if run.status != Some(want_status) {
+        problems.push(format!("status {:?}, Linux gave {want_status}", run.status));
+    }
+    if got_out != want_out {
+        problems.push(format!("output differs:\n--- Linux\n{want_out}--- ours\n{got_out}"));
+    }
+    match frames_before_after(&run.stdout) {
+        Some((before, after)) if before == after => {}
+        Some((before, after)) => problems.push(format!("frames in use {before} before, {after} after")),
+        None => problems.push("no frame count from the kernel".into()),
+    }
+    let killed_by = match want_status {
+        139 => Some("killed by SIGSEGV"),
+        137 => Some("killed: out of memory"),
+        _ => None,
+    };
+    if let Some(line) = killed_by {
+        if !run.stdout.contains(line) {
+            problems.push(format!("no '{line}' log line"));
+        }
+    }
+    problems
+}

@@ -2,7 +2,7 @@
 //! (minus `info:` lines) and exit status must be what Linux gave
 //! (user/expected/), no frame may leak, and kills must be logged.
 
-use e2e::{expected, frames_before_after, program_output, run_program, user_program};
+use e2e::{problems_with, run_program, user_program};
 
 const PROGRAMS: &[&str] = &[
     "hello",
@@ -39,30 +39,7 @@ fn check_all(smp: u32) {
     let mut failures = Vec::new();
     for name in PROGRAMS {
         let run = run_program(&user_program(name), smp, &[]);
-        let (want_out, want_status) = expected(name);
-        let got_out = program_output(&run.stdout);
-        let mut problems = Vec::new();
-        if run.status != Some(want_status) {
-            problems.push(format!("status {:?}, Linux gave {want_status}", run.status));
-        }
-        if got_out != want_out {
-            problems.push(format!("output differs:\n--- Linux\n{want_out}--- ours\n{got_out}"));
-        }
-        match frames_before_after(&run.stdout) {
-            Some((before, after)) if before == after => {}
-            Some((before, after)) => problems.push(format!("frames in use {before} before, {after} after")),
-            None => problems.push("no frame count from the kernel".into()),
-        }
-        let killed_by = match want_status {
-            139 => Some("killed by SIGSEGV"),
-            137 => Some("killed: out of memory"),
-            _ => None,
-        };
-        if let Some(line) = killed_by {
-            if !run.stdout.contains(line) {
-                problems.push(format!("no '{line}' log line"));
-            }
-        }
+        let problems = problems_with(name, &run);
         println!("smp {smp} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
         if !problems.is_empty() {
             let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
