@@ -24,6 +24,8 @@ const PROGRAMS: &[&str] = &[
     "c_mmap",
     "c_segv",
     "c_threads",
+    // Faults beside VMAs that change (guards the per-VMA-lock rewrite).
+    "vma_neighbours",
     // Regression programs (user/README.md).
     "overflow_args",
     "huge_prot_none",
