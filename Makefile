@@ -25,7 +25,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint stress image clean setup toolchain qemu build user
+.PHONY: all run test lint host-test stress image clean setup toolchain qemu build user
 
 all: build
 
@@ -74,12 +74,19 @@ lint: toolchain
 	cd user && cargo fmt --all -- --check
 	cargo clippy -p kernel --target $(KARCH) --lib --bins --tests -- -D warnings
 	cargo clippy -p boot -p e2e --target $(HOST) --all-targets -- -D warnings
+	cargo clippy -p vmatree --target $(HOST) --all-targets -- -D warnings
+	cargo clippy -p vmatree --target $(KARCH) -- -D warnings
 	cd user && cargo clippy --release --target $(KARCH) -- -D warnings
 
-# The lint bar first (it fails fast), then host unit tests of `boot`, the
-# in-kernel suites (each test binary boots in QEMU through the cargo runner),
-# then the end-to-end tests in tests/.
-test: setup lint user
+# Host tests of the kernel's crates that need no QEMU: the VMA tree's unit,
+# property and scale tests (kernel/vmatree).
+host-test: toolchain
+	cargo test -p vmatree --target $(HOST)
+
+# The lint bar first (it fails fast), then the host tests of the kernel's
+# crates, host unit tests of `boot`, the in-kernel suites (each test binary
+# boots in QEMU through the cargo runner), then the end-to-end tests in tests/.
+test: setup lint host-test user
 	cargo test -p boot --target $(HOST)
 	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
 	cargo test -p e2e --target $(HOST)
