@@ -50,6 +50,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
         testing::read_filter(ramdisk);
     }
     arch::init_smp(rsdp);
+    // Every CPU is up: they all take part in RCU grace periods.
+    sync::rcu::init();
     arch::enable_interrupts();
     // Every CPU is online and ticking: from now on a CPU that stops is a lockup.
     arch::watchdog::arm();

@@ -36,6 +36,8 @@ pub fn return_to_user(_frame: &mut TrapFrame) {
             exit_thread(0);
         }
         drop(thread);
+        // A quiescent state; runs this CPU's ready RCU callbacks.
+        crate::sync::rcu::on_return_to_user();
         if crate::arch::percpu::need_resched() {
             sched::schedule();
             continue;

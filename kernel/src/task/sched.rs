@@ -131,6 +131,8 @@ pub fn idle_loop() -> ! {
     loop {
         schedule();
         crate::arch::ipi::serve_calls();
+        // A quiescent state, and the time to run this CPU's RCU callbacks.
+        crate::sync::rcu::on_idle();
         if !has_work(percpu::cpu_id()) {
             // `sti; hlt` back to back: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
@@ -266,6 +268,8 @@ pub fn cancel_block(thread: &Thread) {
 /// an `Exited` one never returns.
 pub fn schedule() {
     let saved = crate::arch::disable_interrupts();
+    // Never inside an RCU read section (debug-asserted): a quiescent state.
+    crate::sync::rcu::on_schedule();
     let cpu = percpu::cpu_id();
     percpu::current().need_resched.store(false, Ordering::Relaxed);
     let prev = current();
@@ -376,6 +380,15 @@ pub fn exit_current() -> ! {
     }
     schedule();
     unreachable!("an exited thread was scheduled again");
+}
+
+/// Whether this CPU runs its idle thread. Caller pinned (the tick).
+pub fn running_idle() -> bool {
+    let ptr = percpu::current_task() as *const Thread;
+    // SAFETY: a non-null `current_task` is the running thread's `Arc`
+    // pointer, which owns a count while it runs here; pinned, it cannot
+    // switch away (and drop that count) while we read one field.
+    !ptr.is_null() && unsafe { (*ptr).is_idle }
 }
 
 /// Called at the end of an interrupt: switch if the tick asked for it.

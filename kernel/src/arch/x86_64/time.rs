@@ -162,5 +162,8 @@ pub fn handle_tick(frame: &mut super::TrapFrame) {
     }
     // One tick is a time slice.
     this.need_resched.store(true, Ordering::Relaxed);
+    // User mode and the idle thread are RCU quiescent states; the tick also
+    // starts a grace period someone waits for.
+    crate::sync::rcu::on_tick(frame.from_user());
     super::watchdog::tick(frame);
 }
