@@ -72,6 +72,10 @@ const ARENA_END: usize = ARENA + ARENA_LEN;
 /// Linux never maps below mmap_min_addr for a hint, and we never ask for it
 /// (root could with MAP_FIXED): a pointer below it never reaches memory.
 const NULL_LIMIT: usize = 0x1_0000;
+/// Where a MAP_FIXED_NOREPLACE mmap goes when neither its address nor 0 may
+/// take it: far from the program, its break and the NULL page region, and
+/// above the arena, so that no length reaches into it.
+const ASIDE: usize = 0x4000_0000_0000;
 const KERNEL: usize = 0xffff_8000_0000_0000;
 /// Scratch pages per thread the kernel may write into.
 const SCRATCH_PAGES: usize = 2;
@@ -733,18 +737,29 @@ impl Fuzzer {
                 _ => self.rng.pick(&[self.layout.ro_page, self.layout.text & !(PAGE - 1), 0x40_0000, self.scratch]),
             };
             // Nothing may land below NULL_LIMIT, or our never-readable
-            // pointers would become readable: root may map there with
-            // MAP_FIXED_NOREPLACE, and a hint is honoured above the host's
-            // mmap_min_addr, which may be lower (4096 is common).
+            // pointers would become readable (to a write to the console on
+            // another thread, until we unmap it): root may map there with
+            // MAP_FIXED_NOREPLACE, even at 0, and a hint is honoured above
+            // the host's mmap_min_addr, which may be lower (4096 is common).
             let pinned = addr != 0 || flags & MAP_FIXED_NOREPLACE != 0;
             let addr = if pinned && addr < NULL_LIMIT { addr + ARENA } else { addr };
             // Nor huge pages in the arena, for a while (see above).
             let near_arena = (ARENA - (1 << 30)..ARENA_END + (1 << 30)).contains(&addr);
-            let addr = if flags & MAP_HUGETLB != 0 && near_arena { 0 } else { addr };
             // A MAP_GROWSDOWN mapping grows down to where the kernel faults
             // below it: keep it far above the NULL page region our bad
             // pointers point into (hosts may allow growth down to 4096).
-            let addr = if flags & MAP_GROWSDOWN != 0 && addr < 1 << 32 { 0 } else { addr };
+            let low_stack = flags & MAP_GROWSDOWN != 0 && addr < 1 << 32;
+            // Both go elsewhere: where the kernel likes (0) if the address is
+            // a hint; MAP_FIXED_NOREPLACE would map at 0 itself, so ASIDE.
+            let addr = if (flags & MAP_HUGETLB != 0 && near_arena) || low_stack {
+                if flags & MAP_FIXED_NOREPLACE != 0 {
+                    ASIDE
+                } else {
+                    0
+                }
+            } else {
+                addr
+            };
             (addr, len)
         };
         // Populating (MAP_POPULATE, or MAP_LOCKED) a big mapping would eat all
@@ -778,6 +793,15 @@ impl Fuzzer {
             self.fail(
                 format_args!("mmap({}, {}, MAP_FIXED_NOREPLACE flags {})", Hex(addr), Hex(len), Hex(flags)),
                 format_args!("{} or an error", Hex(addr)),
+                Ret(r),
+            );
+        }
+        if got < NULL_LIMIT {
+            // Our never-readable pointers are readable until the munmap
+            // below: the generator must never ask for this.
+            self.fail(
+                format_args!("mmap({}, {}, flags {})", Hex(addr), Hex(len), Hex(flags)),
+                format_args!("an address at or above {} (the generator asked for low memory)", Hex(NULL_LIMIT)),
                 Ret(r),
             );
         }
