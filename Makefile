@@ -7,11 +7,15 @@ MEM ?= 512M
 BOOT_TIMEOUT ?= 300
 # Kernel log level (given to the kernel at boot): error, warn, info, debug, trace.
 KERNEL_LOG ?= warn
+# How page faults lock: vma (per-VMA locks, the default) or mmap (always the
+# address space's mmap lock, as Linux before 6.4), to compare the two designs.
+LOCK ?= vma
+KERNEL_LOCK ?= $(LOCK)
 # The program to run as /init (default: our demo), and its arguments
 # (words, each becomes one of argv[1..]).
 INIT ?= user/out/demo
 ARGS ?=
-export SMP MEM BOOT_TIMEOUT KERNEL_LOG
+export SMP MEM BOOT_TIMEOUT KERNEL_LOG KERNEL_LOCK
 
 HOST   := x86_64-unknown-linux-gnu
 KARCH  := x86_64-unknown-none

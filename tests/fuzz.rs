@@ -14,15 +14,16 @@ fn fresh_seed() -> String {
     format!("{:#x}", (nanos as u64) ^ ((std::process::id() as u64) << 32))
 }
 
-fn fuzz(name: &str) {
+fn fuzz(name: &str, lock: &str) {
     let seed = fresh_seed();
-    let run = run_program(&user_program(name), 4, &["--arg", &seed]);
+    let run = run_program(&user_program(name), 4, &["--arg", &seed, "--lock", lock]);
     let problems = problems_with(name, &run);
     let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
-    println!("{name} (seed {seed}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
+    println!("{name} (seed {seed}, --lock {lock}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
     assert!(
         problems.is_empty(),
-        "{name} with seed {seed} (replay: boot --smp 4 --init user/out/{name} --arg {seed} KERNEL): {}\nkernel said:\n{}",
+        "{name} with seed {seed} (replay: boot --smp 4 --lock {lock} --init user/out/{name} --arg {seed} KERNEL): \
+         {}\nkernel said:\n{}",
         problems.join("; "),
         kernel_lines.join("\n")
     );
@@ -30,10 +31,17 @@ fn fuzz(name: &str) {
 
 #[test]
 fn syscall_fuzzer_on_four_cpus() {
-    fuzz("sysfuzz");
+    fuzz("sysfuzz", "vma");
 }
 
 #[test]
 fn mm_model_fuzzer_on_four_cpus() {
-    fuzz("mmfuzz");
+    fuzz("mmfuzz", "vma");
+}
+
+/// The same with every fault through the mmap lock: the fallback path is
+/// the one the per-VMA path leans on, so it gets the same scrutiny.
+#[test]
+fn mm_model_fuzzer_on_four_cpus_with_mmap_locks() {
+    fuzz("mmfuzz", "mmap");
 }

@@ -1,6 +1,9 @@
 //! Every program in user/ booted as /init on 1, 2 and 4 CPUs: its output
 //! (minus `info:` lines) and exit status must be what Linux gave
-//! (user/expected/), no frame may leak, and kills must be logged.
+//! (user/expected/), no frame may leak, and kills must be logged. The
+//! programs whose threads fault while others change mappings run once more
+//! on 4 CPUs with every fault forced through the mmap lock (`--lock mmap`),
+//! so both fault paths are held to the same results.
 
 use e2e::{problems_with, run_program, user_program};
 
@@ -37,16 +40,32 @@ const PROGRAMS: &[&str] = &[
     "stale_tlb_write",
 ];
 
+/// Threads that fault while other threads change the address space.
+const CONCURRENT: &[&str] = &[
+    "threads",
+    "segv_munmap_race",
+    "segv_mprotect_race",
+    "c_threads",
+    "vma_neighbours",
+    "c_madv_loop",
+    "stale_tlb_write",
+    "semantics",
+];
+
 fn check_all(smp: u32) {
+    check(PROGRAMS, smp, &[]);
+}
+
+fn check(programs: &[&str], smp: u32, extra: &[&str]) {
     let mut failures = Vec::new();
-    for name in PROGRAMS {
-        let run = run_program(&user_program(name), smp, &[]);
+    for name in programs {
+        let run = run_program(&user_program(name), smp, extra);
         let problems = problems_with(name, &run);
-        println!("smp {smp} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
+        println!("smp {smp} {extra:?} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
         if !problems.is_empty() {
             let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
             failures.push(format!(
-                "{name} on {smp} CPUs: {}\nkernel said:\n{}\n{}",
+                "{name} on {smp} CPUs {extra:?}: {}\nkernel said:\n{}\n{}",
                 problems.join("; "),
                 kernel_lines.join("\n"),
                 run.stderr
@@ -69,4 +88,9 @@ fn programs_on_two_cpus() {
 #[test]
 fn programs_on_four_cpus() {
     check_all(4);
+}
+
+#[test]
+fn concurrent_programs_on_four_cpus_with_mmap_locks() {
+    check(CONCURRENT, 4, &["--lock", "mmap"]);
 }

@@ -59,6 +59,9 @@ options:
   --ramdisk FILE   attach FILE as the ramdisk as it is (a cpio archive)
   --log LEVEL      kernel log level with --init: error, warn, info, debug, trace
                    (default: $KERNEL_LOG, else the kernel's: warn)
+  --lock MODE      with --init: how page faults lock: vma (per-VMA locks, the
+                   default) or mmap (always the address space's mmap lock)
+                   (default: $KERNEL_LOCK, else vma)
   --timeout SECS   kill QEMU after SECS seconds, 0 for never
                    (default: $BOOT_TIMEOUT or 300)
   --image FILE     where to write the disk image (default: a temporary file)
@@ -78,6 +81,7 @@ struct Options {
     /// argv[1..] of /init, packed as `init.args` (each argument NUL-terminated).
     init_args: Vec<String>,
     log: Option<String>,
+    lock: Option<String>,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
     image_only: bool,
@@ -147,6 +151,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut init = None;
     let mut init_args: Vec<String> = Vec::new();
     let mut log = env("KERNEL_LOG");
+    let mut lock = env("KERNEL_LOCK");
     let mut image = None;
     let mut image_only = false;
     let mut positional: Vec<OsString> = Vec::new();
@@ -177,6 +182,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--init" => init = Some(PathBuf::from(value("--init")?)),
             "--arg" => init_args.push(value("--arg")?.to_string_lossy().into_owned()),
             "--log" => log = Some(value("--log")?.to_string_lossy().into_owned()),
+            "--lock" => lock = Some(value("--lock")?.to_string_lossy().into_owned()),
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
             "--image-only" => image_only = true,
@@ -207,6 +213,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             return Err(BootError::Usage(format!("--log wants error, warn, info, debug or trace, not '{level}'")));
         }
     }
+    if let Some(mode) = &lock {
+        if !["vma", "mmap"].contains(&mode.as_str()) {
+            return Err(BootError::Usage(format!("--lock wants vma or mmap, not '{mode}'")));
+        }
+    }
     if !init_args.is_empty() && init.is_none() {
         return Err(BootError::Usage("--arg goes with --init".into()));
     }
@@ -229,7 +240,21 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         Err(_) => return Err(BootError::Usage(format!("--timeout wants whole seconds, not '{timeout}'"))),
     };
 
-    Ok(Some(Options { kernel, test_filter, smp, mem, ramdisk, init, init_args, log, timeout, image, image_only, qemu }))
+    Ok(Some(Options {
+        kernel,
+        test_filter,
+        smp,
+        mem,
+        ramdisk,
+        init,
+        init_args,
+        log,
+        lock,
+        timeout,
+        image,
+        image_only,
+        qemu,
+    }))
 }
 
 /// Accepts `<digits>[K|M|G]` (QEMU's own syntax, MiB when no suffix), at least 32 MiB.
@@ -281,6 +306,9 @@ fn run(options: &Options) -> Result<u8, BootError> {
             let mut files: Vec<(&str, u32, &[u8])> = vec![("init", 0o100755, &program)];
             if let Some(level) = &options.log {
                 files.push(("kernel.log", 0o100644, level.as_bytes()));
+            }
+            if let Some(mode) = &options.lock {
+                files.push(("kernel.lock", 0o100644, mode.as_bytes()));
             }
             let args: Vec<u8> = options.init_args.iter().flat_map(|a| a.bytes().chain([0])).collect();
             if !args.is_empty() {
@@ -548,5 +576,8 @@ mod tests {
         assert_eq!(o.init_args, ["42", "x y"]);
         assert!(matches!(parse(&["--arg", "1", "k"]), Err(BootError::Usage(_))), "--arg without --init");
         assert!(parse(&["--image-only", "--image", "k.img", "k"]).unwrap().is_some());
+        let o = parse(&["--init", "p", "--lock", "mmap", "k"]).unwrap().unwrap();
+        assert_eq!(o.lock.as_deref(), Some("mmap"));
+        assert!(matches!(parse(&["--init", "p", "--lock=rcu", "k"]), Err(BootError::Usage(_))), "vma or mmap only");
     }
 }

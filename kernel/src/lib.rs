@@ -47,6 +47,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     mm::init(boot_info);
     if let Some(ramdisk) = mm::ramdisk() {
         console::set_level_from_ramdisk(ramdisk);
+        mm::fault::set_lock_mode_from_ramdisk(ramdisk);
         testing::read_filter(ramdisk);
     }
     arch::init_smp(rsdp);

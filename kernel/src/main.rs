@@ -82,16 +82,23 @@ fn run_init() -> u8 {
         }
         timer::sleep_ns(1_000_000);
     }
+    log::info!("mm of init ({:?} locks): {}", kernel::mm::fault::lock_mode(), process.mm.stats);
     drop(process);
+    // Retired VMA-tree versions hold the last references to removed VMAs
+    // (and their shared memory) until a grace period has passed.
+    kernel::sync::rcu::rcu_barrier();
     let after = frames_in_use();
     log::info!("init exited with status {status}; frames in use before {before}, after {after}");
     let tlb = &kernel::arch::tlb::STATS;
+    let get = |counter: &core::sync::atomic::AtomicU64| counter.load(core::sync::atomic::Ordering::Relaxed);
     log::info!(
-        "tlb: {} shootdowns, {} IPIs, {} pages flushed by invlpg, {} full flushes",
-        tlb.shootdowns.load(core::sync::atomic::Ordering::Relaxed),
-        tlb.ipis.load(core::sync::atomic::Ordering::Relaxed),
-        tlb.invlpg_pages.load(core::sync::atomic::Ordering::Relaxed),
-        tlb.full_flushes.load(core::sync::atomic::Ordering::Relaxed)
+        "tlb: {} shootdowns, {} IPIs, {} pages flushed by invlpg, {} full flushes; a remote flush took {} TSC \
+         cycles on average",
+        get(&tlb.shootdowns),
+        get(&tlb.ipis),
+        get(&tlb.invlpg_pages),
+        get(&tlb.full_flushes),
+        get(&tlb.remote_wait_cycles) / get(&tlb.remote_waits).max(1)
     );
     if after != before {
         log::warn!("init's process leaked {} frames", after as i64 - before as i64);

@@ -3,19 +3,23 @@
 //! `mmap.rs`, `munmap.rs`, `mprotect.rs`, `madvise.rs`, `brk.rs`, each an
 //! `impl AddressSpace`; the VMAs in `vma.rs`; the gather in `tlb.rs`.
 //!
-//! Locking (one lock per address space for now; per-VMA locks are next):
+//! Which lock guards which field (the VMAs' own are in `vma/mod.rs`; the
+//! order among locks in `sync/mod.rs`):
 //!
 //! | field | guarded by |
 //! |---|---|
-//! | `vmas` (the `VmaMap`) | itself: the `mmap_lock`, a sleeping rwsem. Faults take it for reading; mmap, munmap, mprotect and brk for writing; madvise for reading |
-//! | page-table entries | no lock: every update is one atomic CAS or swap, made holding `mmap_lock` (read or write); tables are freed only when the space goes |
+//! | `mmap_lock` (the `VmaMap`: the writer's tree, brk) | itself, a sleeping rwsem: `MmapReadGuard` for lookups that must not race a change (the fallback fault path, populate, the loader), `MmapWriteGuard` for every change |
+//! | `lock_seq` | written only under the `mmap_lock` for writing, at its release (release store); read by anyone (acquire) to tell whether a VMA is write-locked |
+//! | `published` (the tree readers search) | RCU: replaced by the write guard's release, old versions freed after a grace period |
+//! | page-table entries | no lock: each update is one atomic CAS or swap, made holding a lock that keeps the entry's VMA (`VmaLockHeld`); tables are freed only under the `mmap_lock` for writing, with the VMAs around them write-locked, after the flush |
 //! | `cpus` | atomic; a CPU sets its bit before loading the page table and clears it after loading another, so a shootdown that reads `cpus` after changing entries reaches every CPU that may cache them |
 //! | `stats` | atomic counters |
 //!
-//! - A TLB flush is done before `mmap_lock` is released (`TlbGather::finish`
-//!   takes the guard).
+//! - A TLB flush is done before the lock that kept the VMA is released
+//!   (`TlbGather::finish` takes it).
 //! - Never touch user memory (a copy that may fault) while holding
-//!   `mmap_lock`: the fault would take it again behind a waiting writer.
+//!   `mmap_lock` or a VMA lock: the fault would wait for a writer that waits
+//!   for us.
 //!
 //! Frames: a private page's frame is owned by its page-table entry and freed
 //! by the unmapping path after the TLB flush (`TlbGather`). A shared page's
@@ -31,8 +35,10 @@ use super::frame::{self, Frame};
 use super::layout::USER_END;
 use super::paging::{kernel_page_table, PageTable, ADDR_MASK};
 use super::tlb::TlbGather;
+use super::vma::{MmapReadGuard, MmapWriteGuard, VmaTree};
 use crate::arch::ipi::CpuSet;
 use crate::arch::percpu;
+use crate::sync::rcu::RcuArc;
 use crate::sync::RwSem;
 
 pub use super::mmap::MmapRequest;
@@ -49,10 +55,53 @@ pub const STACK_GUARD_GAP: u64 = 1 << 20;
 /// Counters of fault outcomes and TLB work.
 #[derive(Debug, Default)]
 pub struct MmStats {
+    /// Faults on user addresses, resolved or refused (each once, however it
+    /// was locked; MAP_POPULATE and the loader's writes are not counted).
     pub faults: AtomicU64,
+    /// Faults handled holding only their VMA's read lock.
+    pub vma_lock_success: AtomicU64,
+    /// The VMA-lock lookups of faults and of MADV_DONTNEED / MADV_FREE:
+    /// those that found their VMA write-locked (then: the mmap lock).
+    pub vma_lock_abort_locked: AtomicU64,
+    /// Lookups that found a VMA already detached (then: one retry).
+    pub vma_lock_abort_detached: AtomicU64,
+    /// RCU lookups repeated after a detached VMA.
+    pub vma_lock_retries: AtomicU64,
+    /// Lookups that found no VMA (then: the mmap lock, to be sure).
+    pub vma_lock_misses: AtomicU64,
+    /// Faults handled under the mmap lock, by reason: the VMA lock failed
+    /// (the counters above), or the boot option `--lock mmap`.
+    pub mmap_lock_faults: AtomicU64,
+    pub mmap_lock_forced: AtomicU64,
+    /// VMAs write-locked by changes (each once per write section).
+    pub vmas_write_locked: AtomicU64,
     pub shootdowns: AtomicU64,
     /// Page-table pages freed by munmap and brk (teardown not counted).
     pub tables_freed: AtomicU64,
+}
+
+impl core::fmt::Display for MmStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let faults = get(&self.faults);
+        let success = get(&self.vma_lock_success);
+        let percent = if faults == 0 { 0.0 } else { success as f64 * 100.0 / faults as f64 };
+        write!(
+            f,
+            "{faults} faults, {success} under the VMA lock ({percent:.1}%), {} under the mmap lock ({} forced); \
+             VMA-lock lookups: {} write-locked, {} detached, {} retries, {} misses; {} VMAs write-locked, \
+             {} shootdowns, {} page tables freed",
+            get(&self.mmap_lock_faults),
+            get(&self.mmap_lock_forced),
+            get(&self.vma_lock_abort_locked),
+            get(&self.vma_lock_abort_detached),
+            get(&self.vma_lock_retries),
+            get(&self.vma_lock_misses),
+            get(&self.vmas_write_locked),
+            get(&self.shootdowns),
+            get(&self.tables_freed),
+        )
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -60,8 +109,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct AddressSpace {
     pub id: u64,
     pub(super) page_table: PageTable,
-    /// The `mmap_lock` and the VMA set.
-    pub vmas: RwSem<VmaMap>,
+    /// The `mmap_lock` and the writer's VMA set; taken through
+    /// `MmapReadGuard::new` and `MmapWriteGuard::new`.
+    pub(super) mmap_lock: RwSem<VmaMap>,
+    /// Bumped as the mmap write lock is released (`vma/lock.rs`).
+    pub(super) lock_seq: AtomicU64,
+    /// The VMA tree as RCU readers see it.
+    pub(super) published: RcuArc<VmaTree>,
     /// CPUs that have this page table loaded.
     cpus: AtomicU64,
     pub stats: MmStats,
@@ -79,18 +133,26 @@ impl AddressSpace {
         unsafe { core::ptr::copy_nonoverlapping(kernel_root.add(256), new_root.add(256), 256) };
         // SAFETY: the root is ours; its tables live until `drop`.
         let page_table = unsafe { PageTable::from_root(root.into_raw()) };
-        let map = VmaMap {
-            mmap_top: STACK_TOP - STACK_SIZE - STACK_GUARD_GAP,
-            mmap_cursor: STACK_TOP - STACK_SIZE - STACK_GUARD_GAP,
-            ..VmaMap::default()
-        };
+        let map = VmaMap::new(STACK_TOP - STACK_SIZE - STACK_GUARD_GAP);
         Ok(AddressSpace {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             page_table,
-            vmas: RwSem::new(map),
+            mmap_lock: RwSem::new(map),
+            lock_seq: AtomicU64::new(0),
+            published: RcuArc::new(alloc::sync::Arc::new(VmaTree::default())),
             cpus: AtomicU64::new(0),
             stats: MmStats::default(),
         })
+    }
+
+    /// The `mmap_lock` for reading: the VMAs stay as they are meanwhile.
+    pub fn read_lock(&self) -> MmapReadGuard<'_> {
+        MmapReadGuard::new(self)
+    }
+
+    /// The `mmap_lock` for writing: the one way to change VMAs.
+    pub(super) fn write_lock(&self) -> MmapWriteGuard<'_> {
+        MmapWriteGuard::new(self)
     }
 
     pub fn cpus(&self) -> CpuSet {
@@ -101,53 +163,11 @@ impl AddressSpace {
         self.page_table.user_pte(Page::containing_address(VirtAddr::new(addr)), create).ok()
     }
 
-    /// Resolves a fault at `addr` in `vma` (which contains it) for `access`.
-    /// Called with `mmap_lock` held for reading (or writing).
-    pub fn handle_fault(&self, vma: &Vma, addr: u64, access: Access) -> Result<(), FaultError> {
-        self.stats.faults.fetch_add(1, Ordering::Relaxed);
-        if !vma.allows(access) {
-            return Err(FaultError::AccessDenied);
-        }
-        let page = addr & !(PAGE - 1);
-        let pte = self.pte(page, true).ok_or(FaultError::OutOfMemory)?;
-        let flags = vma.prot.pte_flags().bits();
-        loop {
-            let old = pte.load(Ordering::Acquire);
-            if old == 0 {
-                let (phys, owned) = match &vma.backing {
-                    Backing::Private => {
-                        let frame = Frame::alloc_zeroed_for_user().map_err(|_| FaultError::OutOfMemory)?;
-                        (frame.start().as_u64(), Some(frame))
-                    }
-                    Backing::Shared { memory, first_page } => {
-                        let index = first_page + (page - vma.start) / PAGE;
-                        (memory.page(index)?.start_address().as_u64(), None)
-                    }
-                };
-                if pte.compare_exchange(0, phys | flags, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    if let Some(frame) = owned {
-                        let _ = frame.into_raw();
-                    }
-                    return Ok(());
-                }
-                // Another CPU installed the page first: ours is dropped (freed).
-                continue;
-            }
-            // Present (a stale TLB entry here) or PROT_NONE-parked: bring the
-            // entry in line with the VMA and flush our own stale translation.
-            let new = (old & ADDR_MASK) | flags;
-            if old == new || pte.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                crate::arch::tlb::flush_page(VirtAddr::new(page));
-                return Ok(());
-            }
-        }
-    }
-
     /// Whether a futex word other processes could share may live at `addr`
     /// (Linux's get_futex_key for non-private futexes): mapped, accessible,
     /// and writable if private (a read-only private page is refused).
     pub fn can_hold_shared_futex(&self, addr: u64) -> bool {
-        self.vmas.read().find(addr).is_some_and(|vma| match vma.backing {
+        self.read_lock().find(addr).is_some_and(|vma| match vma.backing {
             Backing::Shared { .. } => !vma.prot.is_none(),
             Backing::Private => vma.prot.contains(Prot::WRITE),
         })
@@ -156,14 +176,14 @@ impl AddressSpace {
     /// Writes `bytes` at user address `addr` through this space's page table
     /// (which need not be loaded), faulting pages in as needed. For the loader.
     pub fn write_bytes(&self, addr: u64, bytes: &[u8]) -> Result<(), FaultError> {
-        let map = self.vmas.read();
+        let map = self.read_lock();
         let mut done = 0usize;
         while done < bytes.len() {
             let at = addr + done as u64;
             let vma = map.find(at).ok_or(FaultError::NoMapping)?;
             let pte = self.pte(at, true).ok_or(FaultError::OutOfMemory)?;
             if pte.load(Ordering::Acquire) & PageTableFlags::PRESENT.bits() == 0 {
-                self.handle_fault(vma, at, Access::Read)?;
+                self.handle_fault(vma, at, Access::Read, &map)?;
             }
             let phys = pte.load(Ordering::Acquire) & ADDR_MASK;
             let offset = (at % PAGE) as usize;
@@ -182,10 +202,9 @@ impl Drop for AddressSpace {
     fn drop(&mut self) {
         debug_assert!(self.cpus().is_empty(), "an address space is dropped while loaded");
         let mut gather = TlbGather::new();
-        let vmas = core::mem::take(&mut self.vmas.write().vmas);
-        for vma in vmas.into_values() {
-            self.zap(&vma, vma.start, vma.end, &mut gather);
-            gather.dropped_vmas.push(vma);
+        let tree = core::mem::take(&mut self.mmap_lock.write().tree);
+        for vma in tree.iter() {
+            self.zap(vma, vma.start, vma.end, &mut gather);
         }
         // No CPU has this space loaded: nothing to flush.
         gather.release();
@@ -245,7 +264,7 @@ mod tests {
     }
 
     fn ranges(mm: &AddressSpace) -> alloc::vec::Vec<(u64, u64, Prot)> {
-        mm.vmas.read().iter().map(|v| (v.start, v.end, v.prot)).collect()
+        mm.read_lock().iter().map(|v| (v.start, v.end, v.prot)).collect()
     }
 
     #[test_case]
@@ -291,14 +310,10 @@ mod tests {
         let before = frame::allocated();
         let mm = AddressSpace::new().unwrap();
         let base = mm.mmap(&anon(0, 64 * PAGE, false)).unwrap();
-        {
-            let map = mm.vmas.read();
-            let vma = map.find(base).unwrap().clone();
-            for i in 0..64 {
-                mm.handle_fault(&vma, base + i * PAGE, Access::Write).unwrap();
-            }
-            assert_eq!(mm.handle_fault(&vma, base, Access::Execute), Err(FaultError::AccessDenied));
+        for i in 0..64 {
+            mm.fault(base + i * PAGE, Access::Write).unwrap();
         }
+        assert_eq!(mm.fault(base, Access::Execute), Err(FaultError::AccessDenied));
         mm.write_bytes(base + 5, b"hello").unwrap();
         assert!(frame::allocated() >= before + 64);
         mm.madvise(base, base + 32 * PAGE, Advice::DontNeed).unwrap();
@@ -325,7 +340,7 @@ mod tests {
         assert_eq!(err, MapError::NoMemory);
         // Pages from `at - 1` on are still one read-only VMA.
         let tail = at - 1;
-        let count = || mm.vmas.read().len();
+        let count = || mm.read_lock().len();
         if count() == MAX_MAP_COUNT - 1 {
             // One split (at an end of the read-only tail) fits: fill up to the cap.
             mm.mprotect(page(pages - 1), page(pages), RW).unwrap();
@@ -351,12 +366,8 @@ mod tests {
         let base = mm.mmap(&MmapRequest { prot: Prot::empty(), ..anon(0, len, false) }).unwrap();
         let middle = base + len / 2;
         mm.mprotect(middle, middle + 4 * PAGE, RW).unwrap();
-        {
-            let map = mm.vmas.read();
-            let vma = map.find(middle).unwrap().clone();
-            for i in 0..4 {
-                mm.handle_fault(&vma, middle + i * PAGE, Access::Write).unwrap();
-            }
+        for i in 0..4 {
+            mm.fault(middle + i * PAGE, Access::Write).unwrap();
         }
         // Each of these once walked all 2^34 pages of the range, one by one.
         mm.mprotect(base, base + len, Prot::READ).unwrap();
@@ -407,10 +418,13 @@ mod tests {
             while mm.stats.shootdowns.load(Ordering::SeqCst) == 0 && crate::arch::time::now_ns() < give_up {
                 core::hint::spin_loop();
             }
-            LOCK_WAS_HELD.store(mm.vmas.try_write().is_none(), Ordering::SeqCst);
+            LOCK_WAS_HELD.store(mm.mmap_lock.try_write().is_none(), Ordering::SeqCst);
             CHECKED.store(true, Ordering::SeqCst);
             HOLD_CPU.store(false, Ordering::SeqCst);
             drop(mm);
+            // Unpinned before exiting: a guard left alive would keep this
+            // CPU's preemption count raised for good (`exit_current` checks).
+            drop(_pinned);
             sched::exit_current()
         }
 
@@ -420,11 +434,7 @@ mod tests {
         }
         let mm = Arc::new(AddressSpace::new().unwrap());
         let base = mm.mmap(&anon(0, PAGE, false)).unwrap();
-        {
-            let map = mm.vmas.read();
-            let vma = map.find(base).unwrap().clone();
-            mm.handle_fault(&vma, base, Access::Write).unwrap();
-        }
+        mm.fault(base, Access::Write).unwrap();
         *SPACE.lock() = Some(mm.clone());
         let (held, checker_cpu) = {
             let _pinned = percpu::PreemptGuard::new();
@@ -462,11 +472,7 @@ mod tests {
     #[test_case]
     fn page_tables_go_with_the_last_mapping_that_needed_them() {
         let mm = AddressSpace::new().unwrap();
-        let touch = |addr: u64| {
-            let map = mm.vmas.read();
-            let vma = map.find(addr).unwrap().clone();
-            mm.handle_fault(&vma, addr, Access::Write).unwrap();
-        };
+        let touch = |addr: u64| mm.fault(addr, Access::Write).unwrap();
         let baseline = mm.page_table.user_table_count();
         // Three mappings: two sharing one 2 MiB table, one 600 GiB away.
         let near = 0x40_0000_0000;
@@ -501,11 +507,7 @@ mod tests {
         let mm = Arc::new(AddressSpace::new().unwrap());
         let unmap_one_page = || {
             let base = mm.mmap(&anon(0, PAGE, false)).unwrap();
-            {
-                let map = mm.vmas.read();
-                let vma = map.find(base).unwrap().clone();
-                mm.handle_fault(&vma, base, Access::Write).unwrap();
-            }
+            mm.fault(base, Access::Write).unwrap();
             let before = STATS.ipis.load(Ordering::SeqCst);
             mm.munmap(base, PAGE).unwrap();
             STATS.ipis.load(Ordering::SeqCst) - before

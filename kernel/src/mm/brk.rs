@@ -4,12 +4,12 @@ use super::addrspace::AddressSpace;
 use super::layout::USER_END;
 use super::pages;
 use super::tlb::TlbGather;
-use super::vma::{Backing, Prot, Vma, MAX_MAP_COUNT};
+use super::vma::{Backing, Prot, MAX_MAP_COUNT};
 
 impl AddressSpace {
     /// brk: moves the program break; returns the break in effect afterwards.
     pub fn brk(&self, requested: u64) -> u64 {
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         let (base, old) = (map.brk_start, map.brk);
         if requested < base || requested > USER_END {
             return old;
@@ -25,7 +25,8 @@ impl AddressSpace {
             if map.overlaps(old_end, new_end) || map.len() > MAX_MAP_COUNT {
                 return old;
             }
-            map.insert(Vma { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, backing: Backing::Private });
+            let heap = map.new_vma(old_end, new_end, Prot::READ | Prot::WRITE, Backing::Private);
+            map.insert(heap);
         }
         map.brk = requested;
         gather.finish(self, &map);
@@ -34,7 +35,7 @@ impl AddressSpace {
 
     /// Sets where the heap starts (after the program's last segment).
     pub fn set_brk_start(&self, addr: u64) {
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         map.brk_start = addr;
         map.brk = addr;
     }

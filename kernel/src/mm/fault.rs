@@ -1,11 +1,19 @@
-//! Page-fault policy: which faults the kernel resolves, and what happens to
-//! the rest. The arch trap code decodes the fault and calls `handle_page_fault`.
+//! Page faults: which faults the kernel resolves, how it locks for them, and
+//! what happens to the rest. The arch trap code decodes the fault and calls
+//! `handle_page_fault`.
 //!
 //! A fault on a user address (by the program, or by the kernel copying user
-//! memory in `uaccess`) is resolved against the current process's VMAs under
-//! its `mmap_lock` (read). If it cannot be resolved, a user-mode fault kills
-//! the process with SIGSEGV (or SIGKILL when memory ran out) and a log line;
-//! a kernel-mode one is left to the copy's fix-up, which returns EFAULT.
+//! memory in `uaccess`) is resolved against the current process's VMAs:
+//! - first holding only the faulting VMA's read lock, the VMA found in the
+//!   RCU-published tree without the `mmap_lock` (`lock_vma_under_rcu`);
+//! - if that fails (no VMA there, the VMA is write-locked by a change in
+//!   progress, or it was detached twice running), or the kernel was booted
+//!   with `--lock mmap`, under the `mmap_lock` for reading, looking the VMA
+//!   up again. Every outcome is counted in `MmStats`.
+//!
+//! If it cannot be resolved, a user-mode fault kills the process with
+//! SIGSEGV (or SIGKILL when memory ran out) and a log line; a kernel-mode one
+//! is left to the copy's fix-up, which returns EFAULT.
 //!
 //! A kernel-mode fault on a user address anywhere else (not at the user-copy
 //! instruction with its SMAP window open) is a kernel bug: a stray pointer,
@@ -13,13 +21,65 @@
 //! one), or simply a missing page. It is reported as a kernel fault, never
 //! resolved: quietly mapping the page would hide the bug.
 
-use x86_64::registers::rflags::RFlags;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::addrspace::{Access, FaultError};
+use x86_64::registers::rflags::RFlags;
+use x86_64::VirtAddr;
+
+use super::addrspace::{Access, AddressSpace, Backing, FaultError, PAGE};
+use super::frame::Frame;
 use super::layout::USER_END;
+use super::paging::ADDR_MASK;
+use super::vma::{vma_start_read, ReadAbort, Vma, VmaLockHeld, VmaReadGuard};
 use crate::arch::extable;
 use crate::arch::traps::{FaultOutcome, PageFaultInfo, TrapFrame};
+use crate::sync::rcu;
 use crate::task::{self, Signal};
+
+/// How faults lock: the per-VMA path first (the default), or always the
+/// `mmap_lock` (`boot --lock mmap`), so both designs run on one kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    PerVma,
+    Mmap,
+}
+
+static MMAP_LOCK_ONLY: AtomicBool = AtomicBool::new(false);
+
+pub fn set_lock_mode(mode: LockMode) {
+    MMAP_LOCK_ONLY.store(mode == LockMode::Mmap, Ordering::Relaxed);
+}
+
+pub fn lock_mode() -> LockMode {
+    if MMAP_LOCK_ONLY.load(Ordering::Relaxed) {
+        LockMode::Mmap
+    } else {
+        LockMode::PerVma
+    }
+}
+
+/// Applies a lock mode given at boot: `boot --lock MODE` puts `vma` or
+/// `mmap` in the ramdisk as the file `kernel.lock`.
+pub fn set_lock_mode_from_ramdisk(ramdisk: &[u8]) {
+    if let Ok(Some(entry)) = crate::task::cpio::find(ramdisk, "kernel.lock") {
+        match entry.data.trim_ascii() {
+            b"vma" => set_lock_mode(LockMode::PerVma),
+            b"mmap" => set_lock_mode(LockMode::Mmap),
+            _ => log::warn!("kernel.lock in the ramdisk names no lock mode (vma or mmap); keeping per-VMA locks"),
+        }
+    }
+}
+
+/// Why `lock_vma_under_rcu` gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VmaLockFailure {
+    /// No VMA at the address in the published tree.
+    Miss,
+    /// The VMA is write-locked: a change is in progress.
+    Locked,
+    /// The VMA found was detached, again after a retry.
+    Detached,
+}
 
 pub fn handle_page_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
     if !info.user && super::demand::contains(info.addr) {
@@ -55,13 +115,7 @@ fn user_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
     };
     let addr = info.addr.as_u64();
     crate::arch::enable_interrupts();
-    let result = {
-        let map = process.mm.vmas.read();
-        match map.find(addr).filter(|_| addr < USER_END) {
-            Some(vma) => process.mm.handle_fault(vma, addr, access),
-            None => Err(FaultError::NoMapping),
-        }
-    };
+    let result = if addr < USER_END { process.mm.fault(addr, access) } else { Err(FaultError::NoMapping) };
     let _ = crate::arch::disable_interrupts();
     match result {
         Ok(()) => FaultOutcome::Resolved,
@@ -95,5 +149,237 @@ fn user_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
             FaultOutcome::Killed
         }
         Err(_) => FaultOutcome::Unhandled,
+    }
+}
+
+impl AddressSpace {
+    /// Linux's lock_vma_under_rcu: the VMA containing `addr`, read-locked,
+    /// found in the published tree without taking the `mmap_lock`.
+    pub(super) fn lock_vma_under_rcu(&self, addr: u64) -> Result<VmaReadGuard, VmaLockFailure> {
+        let stats = &self.stats;
+        let mut retried = false;
+        loop {
+            let found = {
+                let section = rcu::read_lock();
+                // The count taken inside the section keeps the VMA alive after it.
+                self.published.read(&section).find(addr).cloned()
+            };
+            let Some(vma) = found else {
+                stats.vma_lock_misses.fetch_add(1, Ordering::Relaxed);
+                return Err(VmaLockFailure::Miss);
+            };
+            match vma_start_read(&self.lock_seq, vma) {
+                Ok(guard) => return Ok(guard),
+                Err(ReadAbort::WriteLocked) => {
+                    stats.vma_lock_abort_locked.fetch_add(1, Ordering::Relaxed);
+                    return Err(VmaLockFailure::Locked);
+                }
+                Err(ReadAbort::Detached) => {
+                    stats.vma_lock_abort_detached.fetch_add(1, Ordering::Relaxed);
+                    // A newer tree is published by now, or about to be.
+                    if retried {
+                        return Err(VmaLockFailure::Detached);
+                    }
+                    retried = true;
+                    stats.vma_lock_retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Resolves a fault at user address `addr` for `access`: under the VMA's
+    /// read lock if it can be had, else under the `mmap_lock`.
+    pub fn fault(&self, addr: u64, access: Access) -> Result<(), FaultError> {
+        self.stats.faults.fetch_add(1, Ordering::Relaxed);
+        if lock_mode() == LockMode::PerVma {
+            if let Ok(vma) = self.lock_vma_under_rcu(addr) {
+                self.stats.vma_lock_success.fetch_add(1, Ordering::Relaxed);
+                return self.handle_fault(&vma, addr, access, &vma);
+            }
+        } else {
+            self.stats.mmap_lock_forced.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.mmap_lock_faults.fetch_add(1, Ordering::Relaxed);
+        let map = self.read_lock();
+        match map.find(addr) {
+            Some(vma) => self.handle_fault(vma, addr, access, &map),
+            None => Err(FaultError::NoMapping),
+        }
+    }
+
+    /// Resolves a fault at `addr` in `vma` (which contains it) for `access`,
+    /// holding a lock that keeps `vma` as it is (`held`).
+    pub fn handle_fault(
+        &self,
+        vma: &Vma,
+        addr: u64,
+        access: Access,
+        _held: &impl VmaLockHeld,
+    ) -> Result<(), FaultError> {
+        if !vma.allows(access) {
+            return Err(FaultError::AccessDenied);
+        }
+        let page = addr & !(PAGE - 1);
+        let pte = self.pte(page, true).ok_or(FaultError::OutOfMemory)?;
+        let flags = vma.prot.pte_flags().bits();
+        loop {
+            let old = pte.load(Ordering::Acquire);
+            if old == 0 {
+                let (phys, owned) = match &vma.backing {
+                    Backing::Private => {
+                        let frame = Frame::alloc_zeroed_for_user().map_err(|_| FaultError::OutOfMemory)?;
+                        (frame.start().as_u64(), Some(frame))
+                    }
+                    Backing::Shared { memory, first_page } => {
+                        let index = first_page + (page - vma.start) / PAGE;
+                        (memory.page(index)?.start_address().as_u64(), None)
+                    }
+                };
+                if pte.compare_exchange(0, phys | flags, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    if let Some(frame) = owned {
+                        let _ = frame.into_raw();
+                    }
+                    return Ok(());
+                }
+                // Another CPU installed the page first: ours is dropped (freed).
+                continue;
+            }
+            // Present (a stale TLB entry here) or PROT_NONE-parked: bring the
+            // entry in line with the VMA and flush our own stale translation.
+            let new = (old & ADDR_MASK) | flags;
+            if old == new || pte.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                crate::arch::tlb::flush_page(VirtAddr::new(page));
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::sync::Arc;
+    use core::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::mm::addrspace::{MmapRequest, Prot};
+    use crate::sync::SpinLock;
+    use crate::task::{sched, thread::Thread, timer};
+
+    const RW: Prot = Prot::READ.union(Prot::WRITE);
+
+    fn anon(len: u64) -> MmapRequest {
+        MmapRequest { len, prot: RW, ..MmapRequest::default() }
+    }
+
+    /// The space and address a helper thread works on, and its progress.
+    static SPACE: SpinLock<Option<(Arc<AddressSpace>, u64)>> = SpinLock::new(None);
+    static DONE: AtomicBool = AtomicBool::new(false);
+
+    fn space() -> (Arc<AddressSpace>, u64) {
+        SPACE.lock().clone().expect("the test's space")
+    }
+
+    fn start_helper(entry: extern "C" fn(usize) -> !, mm: &Arc<AddressSpace>, addr: u64) {
+        *SPACE.lock() = Some((mm.clone(), addr));
+        DONE.store(false, Ordering::SeqCst);
+        sched::enqueue(Thread::new_kernel(entry, 0).expect("a kernel thread"));
+    }
+
+    /// Waits up to `ms` for the helper; says whether it finished.
+    fn helper_done_within(ms: u64) -> bool {
+        let deadline = crate::arch::time::now_ns() + ms * 1_000_000;
+        while !DONE.load(Ordering::SeqCst) && crate::arch::time::now_ns() < deadline {
+            timer::sleep_ns(1_000_000);
+        }
+        DONE.load(Ordering::SeqCst)
+    }
+
+    fn finish_helper() {
+        assert!(helper_done_within(20_000), "the helper thread never finished");
+        *SPACE.lock() = None;
+    }
+
+    extern "C" fn faulter(_: usize) -> ! {
+        let (mm, addr) = space();
+        mm.fault(addr, Access::Write).expect("the fault is resolved");
+        drop(mm);
+        DONE.store(true, Ordering::SeqCst);
+        sched::exit_current()
+    }
+
+    extern "C" fn protector(_: usize) -> ! {
+        let (mm, addr) = space();
+        mm.mprotect(addr, addr + PAGE, Prot::READ).expect("mprotect works");
+        drop(mm);
+        DONE.store(true, Ordering::SeqCst);
+        sched::exit_current()
+    }
+
+    #[test_case]
+    fn a_fault_does_not_wait_for_an_mmap_writer_unless_booted_with_mmap_locks() {
+        let mm = Arc::new(AddressSpace::new().unwrap());
+        let base = mm.mmap(&anon(2 * PAGE)).unwrap();
+        // Someone holds the mmap write lock (a long mmap elsewhere, say).
+        let writer = mm.write_lock();
+        start_helper(faulter, &mm, base);
+        assert!(helper_done_within(5_000), "the fault waited for the mmap writer");
+        drop(writer);
+        finish_helper();
+        assert_eq!(mm.stats.vma_lock_success.load(Ordering::Relaxed), 1);
+
+        // The same with every fault forced through the mmap lock: it waits.
+        set_lock_mode(LockMode::Mmap);
+        let writer = mm.write_lock();
+        start_helper(faulter, &mm, base + PAGE);
+        let finished_early = helper_done_within(300);
+        drop(writer);
+        finish_helper();
+        set_lock_mode(LockMode::PerVma);
+        assert!(!finished_early, "with --lock mmap a fault waits for the writer");
+        assert_eq!(mm.stats.mmap_lock_forced.load(Ordering::Relaxed), 1);
+    }
+
+    #[test_case]
+    fn a_change_waits_for_the_vmas_readers_and_refuses_new_ones_meanwhile() {
+        let mm = Arc::new(AddressSpace::new().unwrap());
+        let base = mm.mmap(&anon(PAGE)).unwrap();
+        let reader = mm.lock_vma_under_rcu(base).expect("an unlocked VMA");
+        start_helper(protector, &mm, base);
+        assert!(!helper_done_within(300), "mprotect changed a VMA a fault was using");
+        assert_eq!(mm.lock_vma_under_rcu(base).err(), Some(VmaLockFailure::Locked), "a writer is waiting");
+        drop(reader);
+        finish_helper();
+        let after = mm.lock_vma_under_rcu(base).expect("unlocked once mprotect returned");
+        assert_eq!(after.prot, Prot::READ);
+    }
+
+    #[test_case]
+    fn a_vma_found_before_munmap_is_refused_after_it() {
+        let mm = AddressSpace::new().unwrap();
+        let base = mm.mmap(&anon(PAGE)).unwrap();
+        let stale = {
+            let section = rcu::read_lock();
+            mm.published.read(&section).find(base).cloned().expect("published")
+        };
+        mm.munmap(base, PAGE).unwrap();
+        assert_eq!(vma_start_read(&mm.lock_seq, stale).err(), Some(ReadAbort::Detached));
+        assert_eq!(mm.fault(base, Access::Read), Err(FaultError::NoMapping));
+        assert_eq!(mm.stats.vma_lock_misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[test_case]
+    fn vmas_a_change_makes_stay_locked_until_it_is_done() {
+        let mm = AddressSpace::new().unwrap();
+        let base = mm.mmap(&anon(2 * PAGE)).unwrap();
+        let mut map = mm.write_lock();
+        map.split_at(base + PAGE);
+        // Readers still see the old tree, whose VMA is write-locked now.
+        assert_eq!(mm.lock_vma_under_rcu(base).err(), Some(VmaLockFailure::Locked));
+        // The new VMAs are locked from birth: a reader of the writer's tree fails too.
+        let front = map.find(base).expect("split").clone();
+        assert_eq!(vma_start_read(&mm.lock_seq, front).err(), Some(ReadAbort::WriteLocked));
+        drop(map);
+        let front = mm.lock_vma_under_rcu(base).expect("unlocked with the mmap lock");
+        assert_eq!((front.start, front.end), (base, base + PAGE));
     }
 }

@@ -1,6 +1,7 @@
 //! madvise: dropping, freeing, removing and populating pages.
 
 use super::addrspace::AddressSpace;
+use super::fault::{lock_mode, LockMode};
 use super::pages::PAGE;
 use super::tlb::TlbGather;
 use super::vma::{Access, Advice, Backing, MapError, Prot};
@@ -15,13 +16,26 @@ impl AddressSpace {
             Advice::PopulateWrite => return self.populate(start, end, Access::Write),
             _ => {}
         }
-        // Dropping pages needs only the read lock: a concurrent fault on a
+        // Dropping pages needs only a read lock: a concurrent fault on a
         // dropped page installs a fresh one, which is what it would get after.
-        let map = self.vmas.read();
+        // Within one VMA, its read lock does (as Linux does it): a thread
+        // that drops and refaults its pages does not wait for mmap writers.
+        if matches!(advice, Advice::DontNeed | Advice::Free) && lock_mode() == LockMode::PerVma {
+            if let Ok(vma) = self.lock_vma_under_rcu(start) {
+                let private = matches!(vma.backing, Backing::Private);
+                if end <= vma.end && (advice == Advice::DontNeed || private) {
+                    let mut gather = TlbGather::new();
+                    self.zap(&vma, start, end, &mut gather);
+                    gather.finish(self, &vma);
+                    return Ok(());
+                }
+            }
+        }
+        let map = self.read_lock();
         let mut gather = TlbGather::new();
         let mut result = Ok(());
         let mut cursor = start;
-        for vma in map.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
+        for vma in map.range(start, end) {
             if vma.start > cursor {
                 result = Err(MapError::NoMemory);
             }

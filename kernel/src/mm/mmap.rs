@@ -8,7 +8,7 @@ use super::frame::Frame;
 use super::layout::USER_END;
 use super::pages::{self, PAGE};
 use super::tlb::TlbGather;
-use super::vma::{Access, Backing, MapError, Prot, SharedMemory, Vma, MAX_MAP_COUNT, MMAP_MIN, PTE_PROT_NONE};
+use super::vma::{Access, Backing, MapError, Prot, SharedMemory, MAX_MAP_COUNT, MMAP_MIN, PTE_PROT_NONE};
 
 /// What an mmap call asks for, already decoded from flags.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,7 +26,7 @@ impl AddressSpace {
     /// mmap of anonymous memory; the system-call layer has checked the flags.
     pub fn mmap(&self, request: &MmapRequest) -> Result<u64, MapError> {
         let len = pages::round_up(request.len).filter(|&len| len != 0 && len <= USER_END).ok_or(MapError::NoMemory)?;
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         // As Linux's do_mmap: refused only once the count is above the limit.
         if map.len() > MAX_MAP_COUNT {
             return Err(MapError::NoMemory);
@@ -63,7 +63,8 @@ impl AddressSpace {
         } else {
             Backing::Private
         };
-        map.insert(Vma { start, end, prot: request.prot, backing });
+        let vma = map.new_vma(start, end, request.prot, backing);
+        map.insert(vma);
         gather.finish(self, &map);
         drop(map);
         if request.populate {
@@ -78,7 +79,7 @@ impl AddressSpace {
     /// the first hole (NoMemory), at a VMA that forbids the access (Invalid,
     /// as MADV_POPULATE_* on Linux), or when memory runs out (NoMemory).
     pub(super) fn populate(&self, start: u64, end: u64, access: Access) -> Result<(), MapError> {
-        let map = self.vmas.read();
+        let map = self.read_lock();
         let mut page = start;
         while page < end {
             let vma = map.find(page).ok_or(MapError::NoMemory)?;
@@ -87,7 +88,7 @@ impl AddressSpace {
             }
             let vma_end = vma.end.min(end);
             while page < vma_end {
-                self.handle_fault(vma, page, access).map_err(|_| MapError::NoMemory)?;
+                self.handle_fault(vma, page, access, &map).map_err(|_| MapError::NoMemory)?;
                 page += PAGE;
             }
         }
@@ -100,12 +101,13 @@ impl AddressSpace {
         if !page.is_multiple_of(PAGE) || page >= USER_END {
             return Err(MapError::Invalid);
         }
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         if map.overlaps(page, page + PAGE) {
             return Err(MapError::Exists);
         }
         let pte = self.pte(page, true).ok_or(MapError::NoMemory)?;
-        map.insert(Vma { start: page, end: page + PAGE, prot, backing: Backing::Private });
+        let vma = map.new_vma(page, page + PAGE, prot, Backing::Private);
+        map.insert(vma);
         let entry = if prot.is_none() { PTE_PROT_NONE } else { prot.pte_flags().bits() };
         pte.store(frame.into_raw().start_address().as_u64() | entry, Ordering::Release);
         Ok(())

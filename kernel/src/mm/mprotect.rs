@@ -6,14 +6,14 @@ use core::sync::atomic::Ordering;
 use super::addrspace::AddressSpace;
 use super::paging::ADDR_MASK;
 use super::tlb::{loses_rights, TlbGather};
-use super::vma::{MapError, Prot, Vma, VmaMap, MAX_MAP_COUNT, PTE_PROT_NONE};
+use super::vma::{MapError, Prot, Vma, VmaLock, VmaMap, MAX_MAP_COUNT, PTE_PROT_NONE};
 
 impl AddressSpace {
     /// Applies `prot` to the page-aligned range [start, end); fails with
     /// NoMemory at the first hole (VMAs before it keep the change, as on
     /// Linux), or when the VMAs it would leave exceed the limit.
     pub fn mprotect(&self, start: u64, end: u64, prot: Prot) -> Result<(), MapError> {
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         if map.find(start).is_none() {
             return Err(MapError::NoMemory);
         }
@@ -32,18 +32,18 @@ impl AddressSpace {
         let mut result = Ok(());
         let mut cursor = start;
         while cursor < end {
-            let Some(vma) = map.vmas.get_mut(&cursor) else {
+            // The old VMA is write-locked (its faults are done) before its
+            // entries change; the new one stays locked until we are done.
+            let Some((vma_end, changed)) = map.set_prot(cursor, prot) else {
                 result = Err(MapError::NoMemory);
                 break;
             };
-            let vma_end = vma.end;
-            if vma.prot != prot {
-                vma.prot = prot;
+            if changed {
                 self.change_protection(cursor, vma_end, prot, &mut gather);
             }
             cursor = vma_end;
         }
-        let touched: Vec<u64> = map.vmas.range(start..=end).map(|(&k, _)| k).collect();
+        let touched: Vec<u64> = map.range(start, end + 1).map(|vma| vma.start).collect();
         for boundary in touched.into_iter().chain([start, end]) {
             map.merge_at(boundary);
         }
@@ -72,7 +72,7 @@ impl AddressSpace {
     /// For mprotect with PROT_GROWSUP (`at_start`: a VMA contains `start`)
     /// or PROT_GROWSDOWN (a VMA meets [start, end)).
     pub fn has_vma_in(&self, start: u64, end: u64, at_start: bool) -> bool {
-        let map = self.vmas.read();
+        let map = self.read_lock();
         if at_start {
             map.find(start).is_some()
         } else {
@@ -86,34 +86,34 @@ impl VmaMap {
     /// (stopping at the first hole, as the call does): splits add, merges
     /// with alike neighbours take away.
     fn count_after_mprotect(&self, start: u64, end: u64, prot: Prot) -> usize {
+        let piece = |vma: &Vma, from: u64, to: u64, prot: Prot| vma.piece(from, to, prot, VmaLock::new(None));
         let mut pieces: Vec<Vma> = Vec::new();
         let mut replaced = 0;
-        if let Some(before) = self.vmas.range(..start).next_back().map(|(_, v)| v).filter(|v| v.end == start) {
-            pieces.push(before.clone());
+        if let Some(before) = self.prev(start).filter(|v| v.end == start) {
+            pieces.push(piece(before, before.start, before.end, before.prot));
             replaced += 1;
         }
         let mut cursor = start;
-        for vma in self.vmas.range(..end).map(|(_, v)| v).filter(|v| v.end > start) {
+        for vma in self.range(start, end) {
             if vma.start > cursor {
                 break;
             }
             replaced += 1;
-            let mut middle = vma.clone();
-            if middle.start < start {
-                let back = middle.split_off(start);
-                pieces.push(core::mem::replace(&mut middle, back));
+            let (from, to) = (vma.start.max(start), vma.end.min(end));
+            if vma.start < from {
+                pieces.push(piece(vma, vma.start, from, vma.prot));
             }
-            let tail = (middle.end > end).then(|| middle.split_off(end));
-            middle.prot = prot;
-            pieces.push(middle);
-            pieces.extend(tail);
+            pieces.push(piece(vma, from, to, prot));
+            if to < vma.end {
+                pieces.push(piece(vma, to, vma.end, vma.prot));
+            }
             cursor = vma.end;
         }
-        if let Some(after) = self.vmas.get(&cursor.min(end)).filter(|_| cursor >= end) {
-            pieces.push(after.clone());
+        if let Some(after) = self.get(cursor.min(end)).filter(|_| cursor >= end) {
+            pieces.push(piece(after, after.start, after.end, after.prot));
             replaced += 1;
         }
         let merged = pieces.windows(2).filter(|pair| pair[0].can_merge_with(&pair[1])).count();
-        self.vmas.len() - replaced + pieces.len() - merged
+        self.len() - replaced + pieces.len() - merged
     }
 }

@@ -10,12 +10,12 @@ use super::addrspace::AddressSpace;
 use super::pages;
 use super::paging::{ADDR_MASK, USER_HALF_END};
 use super::tlb::TlbGather;
-use super::vma::{Backing, MapError, Vma, VmaMap, MAX_MAP_COUNT};
+use super::vma::{Backing, MapError, MmapWriteGuard, Vma, MAX_MAP_COUNT};
 
 impl AddressSpace {
     pub fn munmap(&self, start: u64, len: u64) -> Result<(), MapError> {
         let end = checked_range(start, len).ok_or(MapError::Invalid)?;
-        let mut map = self.vmas.write();
+        let mut map = self.write_lock();
         // Linux refuses only a split that would leave one VMA more than the limit.
         if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
             return Err(MapError::NoMemory);
@@ -30,16 +30,20 @@ impl AddressSpace {
     /// After [start, end) was unmapped: unlinks the page tables that no VMA
     /// left needs (those wholly between the neighbouring VMAs, Linux's
     /// free_pgtables floor and ceiling) into `gather`, which frees them
-    /// after the flush. The write lock keeps every walker out meanwhile.
-    pub(super) fn free_page_tables(&self, map: &VmaMap, start: u64, end: u64, gather: &mut TlbGather) {
-        let floor = map.vmas.range(..start).next_back().map_or(0, |(_, vma)| vma.end);
-        let ceiling = map.vmas.range(end..).next().map_or(USER_HALF_END, |(_, vma)| vma.start);
+    /// after the flush. Faults may run meanwhile in other VMAs (under their
+    /// read locks), but they walk only tables that cover their own VMA, and
+    /// none of those is wholly in the gap; a fault in the gap finds no VMA,
+    /// or a new one still write-locked, and waits for the mmap lock.
+    pub(super) fn free_page_tables(&self, map: &MmapWriteGuard, start: u64, end: u64, gather: &mut TlbGather) {
+        let floor = map.prev(start).map_or(0, |vma| vma.end);
+        let ceiling = map.next(end).map_or(USER_HALF_END, |vma| vma.start);
         self.page_table.unlink_user_tables((start, end), (floor, ceiling), &mut |table| gather.tables.push(table));
     }
 
-    /// Removes the VMAs (cut to size) in [start, end) and their translations;
-    /// the caller holds the write lock and finishes `gather` before dropping it.
-    pub(super) fn unmap_locked(&self, map: &mut VmaMap, start: u64, end: u64, gather: &mut TlbGather) {
+    /// Removes the VMAs (cut to size) in [start, end) and their translations
+    /// (each VMA write-locked first); the caller finishes `gather` before
+    /// dropping the guard.
+    pub(super) fn unmap_locked(&self, map: &mut MmapWriteGuard, start: u64, end: u64, gather: &mut TlbGather) {
         for vma in map.remove_range(start, end) {
             self.zap(&vma, vma.start, vma.end, gather);
             gather.dropped_vmas.push(vma);

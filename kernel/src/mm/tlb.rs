@@ -1,6 +1,7 @@
 //! Gather, then flush, then free: what an unmapping path collects while it
 //! changes page-table entries, and the one way to finish it.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -10,7 +11,7 @@ use x86_64::VirtAddr;
 use super::addrspace::AddressSpace;
 use super::frame::Frame;
 use super::pages::PAGE;
-use super::vma::{Vma, VmaMap};
+use super::vma::{Vma, VmaLockHeld};
 use crate::arch::percpu;
 use crate::arch::tlb::{shootdown, FlushScope};
 
@@ -33,7 +34,7 @@ pub(super) fn loses_rights(old: u64, new: u64) -> bool {
 pub(super) struct TlbGather {
     pub(super) frames: Vec<PhysFrame>,
     /// VMAs removed (shared objects they hold are released after the flush).
-    pub(super) dropped_vmas: Vec<Vma>,
+    pub(super) dropped_vmas: Vec<Arc<Vma>>,
     /// Page-table pages unlinked from the tree (freed after the flush, as
     /// other CPUs' paging-structure caches may still point into them).
     pub(super) tables: Vec<PhysFrame>,
@@ -60,11 +61,12 @@ impl TlbGather {
         self.pages += 1;
     }
 
-    /// Flushes every CPU that has `mm` loaded, then frees. `_locked` borrows
-    /// the `mmap_lock` guard under which the entries were changed, so the
-    /// flush is done before that lock is released: a second munmap of the
-    /// same range cannot return while another CPU still holds a translation.
-    pub(super) fn finish(mut self, mm: &AddressSpace, _locked: &VmaMap) {
+    /// Flushes every CPU that has `mm` loaded, then frees. `_held` borrows
+    /// the lock under which the entries were changed (the mmap lock or the
+    /// VMA's read lock), so the flush is done before that lock is released:
+    /// a second munmap of the same range cannot return while another CPU
+    /// still holds a translation.
+    pub(super) fn finish(mut self, mm: &AddressSpace, _held: &impl VmaLockHeld) {
         if self.pages > 0 || !self.tables.is_empty() {
             // A freed table needs every paging-structure cache emptied: a full flush.
             let scope = if self.tables.is_empty() {

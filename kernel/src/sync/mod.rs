@@ -3,8 +3,12 @@
 //! Lock order, outermost first (a lock may only be taken while holding locks
 //! that come before it in this list):
 //!
-//! 1. `mmap_lock` of an address space (`AddressSpace::vmas`, sleeping rwsem)
-//! 2. per-VMA locks (next issue)
+//! 1. `mmap_lock` of an address space (`AddressSpace::mmap_lock`, sleeping
+//!    rwsem, taken as `MmapReadGuard` / `MmapWriteGuard`; debug builds check
+//!    that a thread holding a VMA lock never takes it)
+//! 2. per-VMA locks (`mm::vma::lock`): readers only try (a fault that fails
+//!    falls back to 1, after dropping everything); a writer holds 1 and may
+//!    sleep until a VMA's readers drain
 //! 3. page-table entries: no lock, every update is an atomic CAS or swap
 //! 4. the futex table (`task::futex`, sleeping mutex; may fault user pages in,
 //!    which takes 1, so 1 is never held while taking it)

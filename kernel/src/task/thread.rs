@@ -88,6 +88,9 @@ pub struct Thread {
     pub(super) interruptible: AtomicBool,
     /// This CPU's idle thread: never queued, never blocks.
     pub(super) is_idle: bool,
+    /// VMA read locks it holds (debug builds count them, to check the lock
+    /// order: no `mmap_lock` is taken while one is held; `mm::vma::lock`).
+    pub vma_locks_held: AtomicU32,
 }
 
 // SAFETY: the `UnsafeCell` fields are touched only under the scheduler's
@@ -119,6 +122,7 @@ impl Thread {
             interrupted: AtomicBool::new(false),
             interruptible: AtomicBool::new(false),
             is_idle,
+            vma_locks_held: AtomicU32::new(0),
         }
     }
 

@@ -67,7 +67,12 @@ pub fn shootdown(cpus: CpuSet, scope: FlushScope) {
     others.remove(super::percpu::cpu_id());
     STATS.shootdowns.fetch_add(1, Ordering::Relaxed);
     STATS.ipis.fetch_add(others.len() as u64, Ordering::Relaxed);
+    let start = super::read_tsc();
     call_on(cpus, &move || flush_local(scope));
+    if !others.is_empty() {
+        STATS.remote_waits.fetch_add(1, Ordering::Relaxed);
+        STATS.remote_wait_cycles.fetch_add(super::read_tsc().saturating_sub(start), Ordering::Relaxed);
+    }
 }
 
 /// Machine-wide TLB counters.
@@ -81,6 +86,10 @@ pub struct TlbStats {
     pub invlpg_pages: AtomicU64,
     /// Full flushes (CR3 reloads), on any CPU.
     pub full_flushes: AtomicU64,
+    /// Shootdowns that involved other CPUs, and the TSC cycles their callers
+    /// spent from sending the IPIs until the last CPU had flushed.
+    pub remote_waits: AtomicU64,
+    pub remote_wait_cycles: AtomicU64,
 }
 
 pub static STATS: TlbStats = TlbStats {
@@ -88,4 +97,6 @@ pub static STATS: TlbStats = TlbStats {
     ipis: AtomicU64::new(0),
     invlpg_pages: AtomicU64::new(0),
     full_flushes: AtomicU64::new(0),
+    remote_waits: AtomicU64::new(0),
+    remote_wait_cycles: AtomicU64::new(0),
 };

@@ -1,11 +1,24 @@
 //! VMAs: what a range of an address space is (protection, private or
-//! shared memory), and the set of them that `mmap_lock` guards.
+//! shared memory), the per-VMA lock (`lock.rs`) and the set of VMAs with
+//! what else the `mmap_lock` guards (`map.rs`).
+//!
+//! Which lock guards which field (the address space's own fields are in
+//! `addrspace.rs`):
 //!
 //! | field | guarded by |
 //! |---|---|
-//! | `VmaMap` (the VMAs, `brk`, the mmap cursor) | `AddressSpace::vmas`, the `mmap_lock`: read for lookups (faults), write for changes |
-//! | `Vma` fields | the same: a `Vma` is changed only through a `&mut VmaMap` |
-//! | `SharedMemory::pages` | its own spinlock (faults under the read lock add pages) |
+//! | `Vma::{start, end, prot, backing}` | nothing: immutable while the VMA is reachable. A change makes new VMAs and detaches the old one (write-locked first) |
+//! | `Vma::lock` (`VmaLock`) | its own atomics: see `lock.rs` for the protocol |
+//! | `VmaMap::tree`, `brk`, `brk_start`, `mmap_top` | the `mmap_lock`: read for lookups, write (an `MmapWriteGuard`) for changes |
+//! | the published tree (`AddressSpace::published`) | RCU: readers search it under `rcu::read_lock`; the write guard publishes a new version when it is dropped |
+//! | `SharedMemory::pages` | its own spinlock (faults under a read lock add pages) |
+
+mod lock;
+mod map;
+
+pub(super) use lock::{vma_start_read, ReadAbort, VmaLock};
+pub use lock::{MmapReadGuard, MmapWriteGuard, VmaLockHeld, VmaReadGuard};
+pub use map::{VmaMap, VmaTree};
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -108,15 +121,33 @@ pub enum Backing {
     Shared { memory: Arc<SharedMemory>, first_page: u64 },
 }
 
-#[derive(Clone, Debug)]
+/// One mapping: a range, its protection and what backs it. Immutable once
+/// in the tree: a change (a split, a merge, a new protection) replaces the
+/// VMA by new ones and detaches the old, so an RCU reader holding the old one
+/// sees a consistent, if stale, VMA and its `lock` tells it so.
+#[derive(Debug)]
 pub struct Vma {
     pub start: u64,
     pub end: u64,
     pub prot: Prot,
     pub backing: Backing,
+    /// The per-VMA lock and its sequence number (`lock.rs`).
+    pub(in crate::mm) lock: VmaLock,
 }
 
 impl Vma {
+    /// The same mapping over [start, end) (inside this one), with `prot`.
+    pub(super) fn piece(&self, start: u64, end: u64, prot: Prot, lock: VmaLock) -> Vma {
+        debug_assert!(self.start <= start && start < end && end <= self.end);
+        let backing = match &self.backing {
+            Backing::Private => Backing::Private,
+            Backing::Shared { memory, first_page } => {
+                Backing::Shared { memory: memory.clone(), first_page: first_page + (start - self.start) / PAGE }
+            }
+        };
+        Vma { start, end, prot, backing, lock }
+    }
+
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
@@ -129,17 +160,6 @@ impl Vma {
             }
     }
 
-    /// The part of this VMA from `at` on (the caller keeps the front).
-    pub(super) fn split_off(&mut self, at: u64) -> Vma {
-        let mut back = self.clone();
-        back.start = at;
-        if let Backing::Shared { first_page, .. } = &mut back.backing {
-            *first_page += (at - self.start) / PAGE;
-        }
-        self.end = at;
-        back
-    }
-
     pub fn allows(&self, access: Access) -> bool {
         match access {
             // x86 cannot map write- or exec-only pages: both imply read.
@@ -147,6 +167,15 @@ impl Vma {
             Access::Write => self.prot.contains(Prot::WRITE),
             Access::Execute => self.prot.contains(Prot::EXEC),
         }
+    }
+}
+
+impl vmatree::Span for Vma {
+    fn start(&self) -> u64 {
+        self.start
+    }
+    fn end(&self) -> u64 {
+        self.end
     }
 }
 
@@ -195,110 +224,6 @@ pub enum Advice {
     PopulateRead,
     PopulateWrite,
     Hint,
-}
-
-/// The VMA set and what else `mmap_lock` guards.
-#[derive(Debug, Default)]
-pub struct VmaMap {
-    pub(super) vmas: BTreeMap<u64, Vma>,
-    pub brk_start: u64,
-    pub brk: u64,
-    /// mmap allocates top-down below this.
-    pub(super) mmap_top: u64,
-    /// Where the last top-down search ended (a hint for the next one).
-    pub(super) mmap_cursor: u64,
-}
-
-impl VmaMap {
-    /// The VMA containing `addr`.
-    pub fn find(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.end)
-    }
-
-    pub fn len(&self) -> usize {
-        self.vmas.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.vmas.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
-        self.vmas.values()
-    }
-
-    pub(super) fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.vmas.range(..end).next_back().is_some_and(|(_, v)| v.end > start)
-    }
-
-    /// Whether [start, end) lies strictly inside one VMA, so that removing it
-    /// leaves one VMA more than before.
-    pub(super) fn splits_one_vma(&self, start: u64, end: u64) -> bool {
-        self.find(start).is_some_and(|vma| vma.start < start && end < vma.end)
-    }
-
-    /// Splits the VMA that straddles `at`, if any.
-    pub(super) fn split_at(&mut self, at: u64) {
-        let Some((&start, vma)) = self.vmas.range_mut(..at).next_back() else { return };
-        if start < at && at < vma.end {
-            let back = vma.split_off(at);
-            self.vmas.insert(at, back);
-        }
-    }
-
-    /// Removes and returns the VMAs (cut to size) inside [start, end).
-    pub(super) fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma> {
-        self.split_at(start);
-        self.split_at(end);
-        let keys: Vec<u64> = self.vmas.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter().filter_map(|k| self.vmas.remove(&k)).collect()
-    }
-
-    pub(super) fn insert(&mut self, vma: Vma) {
-        let start = vma.start;
-        let end = vma.end;
-        self.vmas.insert(start, vma);
-        self.merge_at(start);
-        self.merge_at(end);
-    }
-
-    /// Merges the VMAs that meet at `addr` if they are alike.
-    pub(super) fn merge_at(&mut self, addr: u64) {
-        let Some(prev) = self.vmas.range(..addr).next_back().map(|(_, v)| v.clone()) else { return };
-        let Some(next) = self.vmas.get(&addr).cloned() else { return };
-        if prev.can_merge_with(&next) {
-            self.vmas.remove(&addr);
-            if let Some(p) = self.vmas.get_mut(&prev.start) {
-                p.end = next.end;
-            }
-        }
-    }
-
-    /// A free range of `len` bytes, top-down from below `mmap_top`.
-    pub(super) fn find_free(&mut self, len: u64) -> Option<u64> {
-        let cursor = self.mmap_cursor.min(self.mmap_top);
-        if let Some(start) = cursor.checked_sub(len) {
-            if start >= MMAP_MIN && !self.overlaps(start, cursor) {
-                self.mmap_cursor = start;
-                return Some(start);
-            }
-        }
-        let mut gap_end = self.mmap_top;
-        for vma in self.vmas.range(..self.mmap_top).rev().map(|(_, v)| v).chain(core::iter::once(&Vma {
-            start: 0,
-            end: MMAP_MIN,
-            prot: Prot::empty(),
-            backing: Backing::Private,
-        })) {
-            let top = gap_end.min(self.mmap_top);
-            if vma.end <= top && top - vma.end >= len {
-                self.mmap_cursor = top - len;
-                return Some(top - len);
-            }
-            gap_end = gap_end.min(vma.start);
-        }
-        None
-    }
 }
 
 impl Default for Prot {
