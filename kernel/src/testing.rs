@@ -64,6 +64,10 @@ pub fn test_runner(tests: &[&dyn Testable]) {
     for test in tests.iter().filter(|t| selected(**t)) {
         crate::print!("{} ... ", test.name());
         test.run();
+        // A test that leaves this CPU pinned or with interrupts off (a leaked
+        // guard, or a count moved to another CPU) would fail some later one.
+        let (pinned, interrupts) = (crate::arch::percpu::preempt_count(), crate::arch::interrupts_enabled());
+        assert!(pinned == 0 && interrupts, "left preemption count {pinned}, interrupts on: {interrupts}");
         println!("[ok]");
         PASSED.fetch_add(1, Ordering::Relaxed);
     }

@@ -340,6 +340,9 @@ pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
 
 /// Runs this CPU's callbacks whose GP has ended, oldest first. Process
 /// context only: does nothing with interrupts off or inside a read section.
+/// Callbacks one `run_callbacks` call runs at most.
+const BATCH: usize = 64;
+
 fn run_callbacks() {
     if !crate::arch::interrupts_enabled() {
         return;
@@ -355,7 +358,10 @@ fn run_callbacks() {
         return; // a callback called us
     }
     this.ready.store(false, Ordering::Relaxed);
-    loop {
+    // A bounded batch: callbacks run with preemption off, and a CPU with
+    // thousands queued must still reach the scheduler now and then (the
+    // rest stay ready for its next idle pass or return to user mode).
+    for _ in 0..BATCH {
         let done = COMPLETED.load(Ordering::Acquire);
         // A statement of its own: the lock is not held while the callback runs.
         let next = {
@@ -365,11 +371,15 @@ fn run_callbacks() {
                 _ => None,
             }
         };
-        let Some((_, callback)) = next else { break };
+        let Some((_, callback)) = next else {
+            this.running.store(false, Ordering::Relaxed);
+            return;
+        };
         callback();
         this.invoked.fetch_add(1, Ordering::Release);
         CALLBACKS_RUN.fetch_add(1, Ordering::Relaxed);
     }
+    this.ready.store(true, Ordering::Relaxed);
     this.running.store(false, Ordering::Relaxed);
 }
 
@@ -421,9 +431,11 @@ pub(crate) fn on_schedule() {
 }
 
 /// Hook: the idle loop, between looking for work and `hlt`.
-pub(crate) fn on_idle() {
+/// Says whether ready callbacks are left for another pass.
+pub(crate) fn on_idle() -> bool {
     quiescent_state();
     run_callbacks();
+    CPUS[percpu::cpu_id()].ready.load(Ordering::Relaxed)
 }
 
 /// Hook: every way back to user mode (`task::return_to_user`), with

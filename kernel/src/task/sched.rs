@@ -66,6 +66,17 @@ unsafe impl Sync for RunQueues {}
 static RUN_QUEUES: RunQueues = RunQueues([const { UnsafeCell::new(VecDeque::new()) }; MAX_CPUS]);
 /// Queue lengths, readable without the lock (placement and idle checks).
 static QUEUE_LEN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Whether each CPU runs a thread other than its idle thread (set at each
+/// switch). With the queue length it makes the CPU's load: placement by
+/// queue length alone put a new thread behind a busy CPU's running thread,
+/// beside an idle CPU that never took it (it steals only from CPUs that are
+/// busy *and* have threads waiting), and two threads shared one CPU for good.
+static BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Threads on `cpu`: queued, plus the one running unless it is the idle one.
+fn load(cpu: usize) -> usize {
+    QUEUE_LEN[cpu].load(Ordering::Relaxed) + BUSY[cpu].load(Ordering::Relaxed) as usize
+}
 
 /// The run queue of `cpu`.
 ///
@@ -109,6 +120,8 @@ fn set_current(thread: Arc<Thread>) {
 pub fn init_boot_cpu() {
     let cpu = percpu::cpu_id();
     set_current(Thread::adopt_boot_context(false));
+    // The boot context goes on as a thread of its own (kernel_main).
+    BUSY[cpu].store(true, Ordering::Relaxed);
     let idle = Thread::new_idle(idle_thread_entry).expect("an idle thread");
     IDLE[cpu].call_once(|| idle);
     crate::arch::traps::set_irq_handler(RESCHED_VECTOR, handle_resched_ipi);
@@ -131,18 +144,24 @@ pub fn idle_loop() -> ! {
     loop {
         schedule();
         crate::arch::ipi::serve_calls();
-        // A quiescent state, and the time to run this CPU's RCU callbacks.
-        crate::sync::rcu::on_idle();
-        if !has_work(percpu::cpu_id()) {
+        // A quiescent state, and the time to run a batch of this CPU's RCU
+        // callbacks; with more of them ready, go round again (through the
+        // scheduler) instead of sleeping.
+        let more_callbacks = crate::sync::rcu::on_idle();
+        if !more_callbacks && !has_work(percpu::cpu_id()) {
             // `sti; hlt` back to back: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
         }
     }
 }
 
+/// Work for idle `cpu`: its own queue, or a thread waiting on a busy CPU
+/// (an idle CPU with a queued thread was poked and takes it itself).
 fn has_work(cpu: usize) -> bool {
     QUEUE_LEN[cpu].load(Ordering::Relaxed) > 0
-        || online().iter().any(|c| c != cpu && QUEUE_LEN[c].load(Ordering::Relaxed) > 1)
+        || online()
+            .iter()
+            .any(|c| c != cpu && QUEUE_LEN[c].load(Ordering::Relaxed) > 0 && BUSY[c].load(Ordering::Relaxed))
 }
 
 /// Queues `thread` on the least-loaded CPU (its last CPU on a tie) and pokes
@@ -151,7 +170,7 @@ fn enqueue_locked(thread: Arc<Thread>) {
     let last = thread.last_cpu.load(Ordering::Relaxed);
     let mut best = if online().contains(last) { last } else { percpu::cpu_id() };
     for cpu in online().iter() {
-        if QUEUE_LEN[cpu].load(Ordering::Relaxed) < QUEUE_LEN[best].load(Ordering::Relaxed) {
+        if load(cpu) < load(best) {
             best = cpu;
         }
     }
@@ -307,6 +326,7 @@ pub fn schedule() {
 fn switch_to(cpu: usize, prev: Arc<Thread>, next: Arc<Thread>) {
     prev.on_cpu.store(false, Ordering::Relaxed);
     next.on_cpu.store(true, Ordering::Relaxed);
+    BUSY[cpu].store(!next.is_idle, Ordering::Relaxed);
     if !next.is_idle {
         next.set_state(ThreadState::Running);
     }
@@ -368,6 +388,10 @@ fn finish_switch() {
 
 /// Ends the running thread. Its resources go when the last reference does.
 pub fn exit_current() -> ! {
+    // The preemption count is the CPU's: a guard still alive on this
+    // stack (it is never dropped) would leave the CPU pinned for whoever
+    // runs there next. A test's helper thread once did.
+    assert!(percpu::preemptible(), "a thread exits pinned (a PreemptGuard or RCU read section still alive)");
     // Interrupts off from here to the switch: a thread preempted once it is
     // `Exited` is never run again, so anything still on its stack stays for
     // good. It once was preempted between marking itself exited and dropping
