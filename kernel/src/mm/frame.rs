@@ -191,7 +191,7 @@ impl Frame {
 
     pub fn alloc_zeroed() -> Result<Frame, FrameError> {
         let mut frame = Self::alloc()?;
-        frame.bytes_mut().fill(0);
+        crate::arch::zero_page(frame.bytes_mut());
         Ok(frame)
     }
 
@@ -210,7 +210,7 @@ impl Frame {
     /// `alloc_for_user`, zeroed.
     pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
         let mut frame = Self::alloc_for_user()?;
-        frame.bytes_mut().fill(0);
+        crate::arch::zero_page(frame.bytes_mut());
         Ok(frame)
     }
 
@@ -316,6 +316,12 @@ mod tests {
 
     #[test_case]
     fn zeroed_frame_is_zero_and_freed_frame_is_poisoned() {
+        // zero_page clears every byte (a dirty frame first, so it has work).
+        let mut dirty = Frame::alloc().unwrap();
+        dirty.bytes_mut().fill(0x5a);
+        crate::arch::zero_page(dirty.bytes_mut());
+        assert!(dirty.bytes_mut().iter().all(|&b| b == 0), "zero_page left bytes set");
+        drop(dirty);
         let mut frame = Frame::alloc_zeroed().unwrap();
         assert!(frame.bytes_mut().iter().all(|&b| b == 0));
         frame.bytes_mut()[0] = 0x42;

@@ -169,6 +169,36 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Sets the 4 KiB `page` to zero: 64 rounds of eight 8-byte stores. Fewer
+/// instructions than the generic memset's loop, which matters under QEMU's
+/// TCG (a fault's page zeroing was a sixth of fault_storm's kernel time);
+/// `rep stosb`/`stosq`, the fastest on hardware with ERMS, is emulated a
+/// byte or word at a time there and was three times slower.
+pub fn zero_page(page: &mut [u8; 4096]) {
+    // SAFETY: the loop writes 64 * 64 = 4096 bytes from rdi = the page, which
+    // the exclusive borrow gives us; rdi and rcx are marked clobbered.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "mov qword ptr [rdi], {zero}",
+            "mov qword ptr [rdi + 8], {zero}",
+            "mov qword ptr [rdi + 16], {zero}",
+            "mov qword ptr [rdi + 24], {zero}",
+            "mov qword ptr [rdi + 32], {zero}",
+            "mov qword ptr [rdi + 40], {zero}",
+            "mov qword ptr [rdi + 48], {zero}",
+            "mov qword ptr [rdi + 56], {zero}",
+            "add rdi, 64",
+            "dec rcx",
+            "jnz 2b",
+            zero = in(reg) 0u64,
+            inout("rdi") page.as_mut_ptr() => _,
+            inout("rcx") 64usize => _,
+            options(nostack)
+        );
+    }
+}
+
 /// Reads the time-stamp counter.
 pub fn read_tsc() -> u64 {
     // SAFETY: RDTSC has no side effects and is available on every x86_64 CPU.
