@@ -29,7 +29,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint host-test stress image clean setup toolchain qemu build user
+.PHONY: all run test lint host-test stress image clean setup toolchain qemu build user profile
 
 all: build
 
@@ -68,6 +68,12 @@ user: toolchain
 # exit status when run directly).
 run: setup build user
 	@$(BOOT) --smp $(SMP) --mem $(MEM) --init $(INIT) $(foreach a,$(ARGS),--arg $(a)) $(KERNEL)
+
+# Where the kernel spends its time while INIT runs: a sampling profile
+# (boot --profile), its addresses named by tests/profile.sh.
+profile: setup build user
+	@$(BOOT) --smp $(SMP) --mem $(MEM) --profile --init $(INIT) $(foreach a,$(ARGS),--arg $(a)) $(KERNEL) \
+		| tests/profile.sh $(KERNEL)
 
 image: toolchain build user
 	$(BOOT) --image-only --image $(IMAGE) --init $(INIT) $(KERNEL)

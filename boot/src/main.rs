@@ -59,6 +59,9 @@ options:
   --ramdisk FILE   attach FILE as the ramdisk as it is (a cpio archive)
   --log LEVEL      kernel log level with --init: error, warn, info, debug, trace
                    (default: $KERNEL_LOG, else the kernel's: warn)
+  --profile        with --init: sample where the CPUs are at 1000 Hz while /init
+                   runs and print the busiest kernel addresses at its exit
+                   (tests/profile.sh names their functions)
   --lock MODE      with --init: how page faults lock: vma (per-VMA locks, the
                    default) or mmap (always the address space's mmap lock)
                    (default: $KERNEL_LOCK, else vma)
@@ -82,6 +85,7 @@ struct Options {
     init_args: Vec<String>,
     log: Option<String>,
     lock: Option<String>,
+    profile: bool,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
     image_only: bool,
@@ -152,6 +156,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut init_args: Vec<String> = Vec::new();
     let mut log = env("KERNEL_LOG");
     let mut lock = env("KERNEL_LOCK");
+    let mut profile = false;
     let mut image = None;
     let mut image_only = false;
     let mut positional: Vec<OsString> = Vec::new();
@@ -183,6 +188,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--arg" => init_args.push(value("--arg")?.to_string_lossy().into_owned()),
             "--log" => log = Some(value("--log")?.to_string_lossy().into_owned()),
             "--lock" => lock = Some(value("--lock")?.to_string_lossy().into_owned()),
+            "--profile" => profile = true,
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
             "--image-only" => image_only = true,
@@ -218,6 +224,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             return Err(BootError::Usage(format!("--lock wants vma or mmap, not '{mode}'")));
         }
     }
+    if profile && init.is_none() {
+        return Err(BootError::Usage("--profile goes with --init".into()));
+    }
     if !init_args.is_empty() && init.is_none() {
         return Err(BootError::Usage("--arg goes with --init".into()));
     }
@@ -250,6 +259,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         init_args,
         log,
         lock,
+        profile,
         timeout,
         image,
         image_only,
@@ -309,6 +319,9 @@ fn run(options: &Options) -> Result<u8, BootError> {
             }
             if let Some(mode) = &options.lock {
                 files.push(("kernel.lock", 0o100644, mode.as_bytes()));
+            }
+            if options.profile {
+                files.push(("kernel.profile", 0o100644, b"1"));
             }
             let args: Vec<u8> = options.init_args.iter().flat_map(|a| a.bytes().chain([0])).collect();
             if !args.is_empty() {
@@ -579,5 +592,7 @@ mod tests {
         let o = parse(&["--init", "p", "--lock", "mmap", "k"]).unwrap().unwrap();
         assert_eq!(o.lock.as_deref(), Some("mmap"));
         assert!(matches!(parse(&["--init", "p", "--lock=rcu", "k"]), Err(BootError::Usage(_))), "vma or mmap only");
+        assert!(parse(&["--init", "p", "--profile", "k"]).unwrap().unwrap().profile);
+        assert!(matches!(parse(&["--profile", "k"]), Err(BootError::Usage(_))), "--profile without --init");
     }
 }

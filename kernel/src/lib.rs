@@ -17,6 +17,7 @@ pub mod arch;
 pub mod console;
 pub mod mm;
 pub mod panic;
+pub mod profile;
 pub mod sync;
 pub mod syscall;
 pub mod task;

@@ -64,7 +64,15 @@ fn run_init() -> u8 {
             return STATUS_NOT_EXECUTABLE;
         }
     };
+    let profiling = kernel::profile::requested(ramdisk);
+    if profiling {
+        kernel::profile::start();
+    }
     let status = process.wait();
+    if profiling {
+        kernel::profile::stop();
+        kernel::profile::report(60);
+    }
     // The last threads free their stacks once their CPUs have switched away.
     // Normally that takes microseconds; on an overloaded host (many vCPUs on
     // few cores, a vCPU descheduled while others spin) it has taken over 5 s.

@@ -165,5 +165,6 @@ pub fn handle_tick(frame: &mut super::TrapFrame) {
     // User mode and the idle thread are RCU quiescent states; the tick also
     // starts a grace period someone waits for.
     crate::sync::rcu::on_tick(frame.from_user());
+    crate::profile::sample(frame.rip, frame.from_user(), crate::task::sched::running_idle());
     super::watchdog::tick(frame);
 }

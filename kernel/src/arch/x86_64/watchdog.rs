@@ -333,7 +333,7 @@ fn in_kernel_text(addr: u64) -> bool {
 
 /// Where the kernel image was loaded: addresses minus this are what
 /// `llvm-addr2line -e target/x86_64-unknown-none/debug/kernel` expects.
-fn image_base() -> u64 {
+pub fn image_base() -> u64 {
     // SAFETY: only the address of the linker-defined symbol is taken.
     unsafe { &__ehdr_start as *const u8 as u64 }
 }
