@@ -35,7 +35,7 @@ use super::frame::{self, Frame};
 use super::layout::USER_END;
 use super::paging::{kernel_page_table, PageTable, ADDR_MASK};
 use super::tlb::TlbGather;
-use super::vma::{MmapReadGuard, MmapWriteGuard, VmaTree};
+use super::vma::{MmapReadGuard, MmapWriteGuard, VmaLockHeld, VmaTree};
 use crate::arch::ipi::CpuSet;
 use crate::arch::percpu;
 use crate::sync::rcu::RcuArc;
@@ -159,8 +159,14 @@ impl AddressSpace {
         CpuSet::from_bits(self.cpus.load(Ordering::SeqCst))
     }
 
-    pub(super) fn pte(&self, addr: u64, create: bool) -> Option<&'static AtomicU64> {
-        self.page_table.user_pte(Page::containing_address(VirtAddr::new(addr)), create).ok()
+    /// The entry of `addr`, as long as `held` keeps its VMA (and so its table).
+    pub(super) fn pte<'held>(
+        &self,
+        addr: u64,
+        create: bool,
+        held: &'held impl VmaLockHeld,
+    ) -> Option<&'held AtomicU64> {
+        self.page_table.user_pte(Page::containing_address(VirtAddr::new(addr)), create, held).ok()
     }
 
     /// Whether a futex word other processes could share may live at `addr`
@@ -181,7 +187,7 @@ impl AddressSpace {
         while done < bytes.len() {
             let at = addr + done as u64;
             let vma = map.find(at).ok_or(FaultError::NoMapping)?;
-            let pte = self.pte(at, true).ok_or(FaultError::OutOfMemory)?;
+            let pte = self.pte(at, true, &map).ok_or(FaultError::OutOfMemory)?;
             if pte.load(Ordering::Acquire) & PageTableFlags::PRESENT.bits() == 0 {
                 self.handle_fault(vma, at, Access::Read, &map)?;
             }

@@ -105,9 +105,13 @@ impl AddressSpace {
         if map.overlaps(page, page + PAGE) {
             return Err(MapError::Exists);
         }
-        let pte = self.pte(page, true).ok_or(MapError::NoMemory)?;
         let vma = map.new_vma(page, page + PAGE, prot, Backing::Private);
         map.insert(vma);
+        let Some(pte) = self.pte(page, true, &map) else {
+            // No frame for a page table: take the page's VMA back out.
+            drop(map.remove_range(page, page + PAGE));
+            return Err(MapError::NoMemory);
+        };
         let entry = if prot.is_none() { PTE_PROT_NONE } else { prot.pte_flags().bits() };
         pte.store(frame.into_raw().start_address().as_u64() | entry, Ordering::Release);
         Ok(())

@@ -18,6 +18,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::frame::Frame;
 use super::phys_to_virt;
+use super::vma::VmaLockHeld;
 
 pub use x86_64::structures::paging::PageTableFlags as Flags;
 
@@ -225,7 +226,17 @@ impl PageTable {
     /// The leaf entry for `page`, creating missing tables with user-level
     /// intermediate flags when `create`. For the address-space code, which
     /// keeps its own entry formats (e.g. PROT_NONE pages) with atomic updates.
-    pub(crate) fn user_pte(&self, page: Page<Size4KiB>, create: bool) -> Result<&'static AtomicU64, MapError> {
+    ///
+    /// User tables are freed by munmap (after the flush, with the VMAs around
+    /// them write-locked), so the entry may be used only while a lock keeps
+    /// the VMA it belongs to (`held`, an mmap guard or the VMA's read guard):
+    /// the reference borrows it and cannot outlive it.
+    pub(crate) fn user_pte<'held>(
+        &self,
+        page: Page<Size4KiB>,
+        create: bool,
+        _held: &'held impl VmaLockHeld,
+    ) -> Result<&'held AtomicU64, MapError> {
         let flags = create.then(|| intermediate_flags(PageTableFlags::USER_ACCESSIBLE));
         self.walk(page.start_address(), flags, 1, true).map_err(|e| match e {
             WalkError::Missing => MapError::AlreadyMapped,
@@ -239,8 +250,10 @@ impl PageTable {
     /// populated tables in the range, not its length: unmapping a 1 TiB
     /// reservation with a few touched pages visits a few tables.
     ///
-    /// The entry references live only for the call: tables are not freed
-    /// while the caller holds the address space's `mmap_lock`.
+    /// The entry references live only for the call (the closure cannot keep
+    /// them): the caller holds a lock that keeps the VMAs of the range (or
+    /// owns the space outright), and tables are freed only under the mmap
+    /// write lock, so none goes away during the walk.
     pub(crate) fn for_each_user_leaf(&self, start: u64, end: u64, mut f: impl FnMut(u64, &AtomicU64)) {
         fn visit(table: PhysAddr, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &AtomicU64)) {
             let span = 1u64 << (12 + 9 * (level as u64 - 1));
