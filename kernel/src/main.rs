@@ -91,6 +91,7 @@ fn run_init() -> u8 {
         timer::sleep_ns(1_000_000);
     }
     log::info!("mm of init ({:?} locks): {}", kernel::mm::fault::lock_mode(), process.mm.stats);
+    log::info!("page tables: {} user tables allocated since boot", kernel::mm::paging::user_tables_allocated());
     drop(process);
     // Retired VMA-tree versions hold the last references to removed VMAs
     // (and their shared memory) until a grace period has passed.

@@ -82,6 +82,13 @@ static KERNEL_PAGE_TABLE: Once<PageTable> = Once::new();
 
 /// Tables created in kernel walks (`for_user == false`): kept for good.
 static KERNEL_TABLE_FRAMES: AtomicUsize = AtomicUsize::new(0);
+/// User page-table pages allocated since boot, in every address space (the
+/// freed ones are counted per space: `MmStats::tables_freed`).
+static USER_TABLES_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn user_tables_allocated() -> usize {
+    USER_TABLES_ALLOCATED.load(Ordering::Relaxed)
+}
 
 /// Page-table frames the kernel's own mappings took (they are never freed).
 pub fn kernel_table_frames() -> usize {
@@ -159,7 +166,9 @@ impl PageTable {
                 match entry.compare_exchange(value, proposed, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         let _table_frame = new.into_raw();
-                        if !for_user {
+                        if for_user {
+                            USER_TABLES_ALLOCATED.fetch_add(1, Ordering::Relaxed);
+                        } else {
                             KERNEL_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
                         }
                         value = proposed;
