@@ -29,7 +29,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint host-test stress image clean setup toolchain qemu build user profile
+.PHONY: all run test lint host-test model-test stress image clean setup toolchain qemu build user profile
 
 all: build
 
@@ -86,6 +86,9 @@ lint: toolchain
 	cargo clippy -p boot -p e2e --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(KARCH) -- -D warnings
+	cargo clippy -p mmsync --target $(HOST) --all-targets -- -D warnings
+	cargo clippy -p mmsync --target $(KARCH) -- -D warnings
+	$(LOOM_ENV) cargo clippy -p mmsync --target $(HOST) --all-targets -- -D warnings
 	cd user && cargo clippy --release --target $(KARCH) -- -D warnings
 
 # Host tests of the kernel's crates that need no QEMU: the VMA tree's unit,
@@ -93,10 +96,18 @@ lint: toolchain
 host-test: toolchain
 	cargo test -p vmatree --target $(HOST)
 
+# Model checking (kernel/mmsync): the per-VMA lock and RCU's grace-period
+# bookkeeping, the same code the kernel runs, under loom's atomics. Its own
+# target dir (a different RUSTFLAGS would rebuild the host crates each time);
+# release for speed, debug assertions kept (the kernel's own checks).
+LOOM_ENV := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
+model-test: toolchain
+	$(LOOM_ENV) CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true cargo test -p mmsync --target $(HOST) --release -- --test-threads=1
+
 # The lint bar first (it fails fast), then the host tests of the kernel's
-# crates, host unit tests of `boot`, the in-kernel suites (each test binary
+# crates and their models, host unit tests of `boot`, the in-kernel suites (each test binary
 # boots in QEMU through the cargo runner), then the end-to-end tests in tests/.
-test: setup lint host-test user
+test: setup lint host-test model-test user
 	cargo test -p boot --target $(HOST)
 	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
 	cargo test -p e2e --target $(HOST)

@@ -113,7 +113,7 @@ pub struct AddressSpace {
     /// `MmapReadGuard::new` and `MmapWriteGuard::new`.
     pub(super) mmap_lock: RwSem<VmaMap>,
     /// Bumped as the mmap write lock is released (`vma/lock.rs`).
-    pub(super) lock_seq: AtomicU64,
+    pub(super) lock_seq: super::vma::LockSeq,
     /// The VMA tree as RCU readers see it.
     pub(super) published: RcuArc<VmaTree>,
     /// CPUs that have this page table loaded.
@@ -138,7 +138,7 @@ impl AddressSpace {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             page_table,
             mmap_lock: RwSem::new(map),
-            lock_seq: AtomicU64::new(0),
+            lock_seq: super::vma::LockSeq::new(),
             published: RcuArc::new(alloc::sync::Arc::new(VmaTree::default())),
             cpus: AtomicU64::new(0),
             stats: MmStats::default(),

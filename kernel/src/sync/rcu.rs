@@ -27,67 +27,15 @@
 //!
 //! # Grace periods
 //!
-//! `GP_SEQ` counts GPs started, `COMPLETED` GPs ended; `COMPLETED` is
-//! `GP_SEQ` or `GP_SEQ - 1` (one GP at a time). `PENDING` holds the CPUs that
-//! have not yet passed a QS in GP `GP_SEQ`. Starting GP `g` stores
-//! `PENDING = MEMBERS` *then* publishes `GP_SEQ = g`. A CPU that loads
-//! `GP_SEQ == g` and has not reported for `g` yet (its `qs_gp < g`) clears
-//! its bit with one `fetch_and`; the CPU that clears the last bit stores
-//! `COMPLETED = g` and starts the next GP if someone asked for one
-//! (`REQUESTED > g`). Nobody waits on another CPU's lock: only starting a GP
-//! needs exclusion, and that is a try-lock (`STARTING`) whose holder
-//! re-checks after releasing it. Every tick also tries to start a needed GP.
-//!
-//! `MEMBERS` is the set of CPUs online when `init` ran (the kernel brings
-//! every CPU up at boot and never takes one down). A fixed set is what makes
-//! the single `fetch_and` correct: every CPU that reports is a member of
-//! every GP, so when it loads `GP_SEQ == g` and has not reported for `g`,
-//! its bit in `PENDING` is still set for `g` (only it clears it, and GP `g`
-//! cannot end, nor `g + 1` start, without it). A CPU that joined later could
-//! load `g`, stall, and clear its bit of GP `g + 1`'s mask with a QS that
-//! proves nothing about `g + 1`.
-//!
-//! # Ordering argument
-//!
-//! Notation: a writer unpublishes with `W(ptr)`, then (in `call_rcu` or
-//! `synchronize_rcu`) runs a SeqCst fence `Fw` and a SeqCst load
-//! `Rw(GP_SEQ) = g - 1`, so it waits for GP `g`. GP `g` is started by
-//! `Ws(PENDING = MEMBERS); Ws(GP_SEQ = g)` (both SeqCst). CPU `c` reports
-//! for `g` by `Rc(GP_SEQ) = g` (SeqCst), a SeqCst fence `Fc`, then
-//! `fetch_and` on `PENDING` (SeqCst, a release and an acquire).
-//!
-//! 1. Every member's report for `g` happens before the writer goes on: the
-//!    `fetch_and`s of GP `g` form one read-modify-write chain on `PENDING`
-//!    starting at `Ws(PENDING)` (a CPU loaded `GP_SEQ == g` with acquire
-//!    before its `fetch_and`, so it comes after that store). The last one
-//!    acquires all earlier ones and then stores `COMPLETED = g`; the writer
-//!    loads `COMPLETED >= g` (acquire) before returning or running the
-//!    callback.
-//! 2. A read section on `c` that saw the old pointer lies wholly before `c`'s
-//!    report for `g` in program order. (A report runs only at a point where
-//!    `c` is in no section, so a section is wholly before or after it.)
-//!    Suppose it were after: its load `Rc(ptr)` saw the value before `W(ptr)`.
-//!    In the single total order S of SeqCst operations and fences:
-//!    `Fw < Rw(GP_SEQ)` (program order), `Rw(GP_SEQ) < Ws(GP_SEQ)` (it read
-//!    the value before), `Ws(GP_SEQ) < Rc(GP_SEQ)` (read from it),
-//!    `Rc(GP_SEQ) < Fc` (program order). And since `Fc` happens before
-//!    `Rc(ptr)`, which reads a value older than `W(ptr)`, which happens
-//!    before `Fw`, the fence rule gives `Fc < Fw`. A cycle: impossible.
-//! 3. So every section that could hold the old object is sequenced before a
-//!    report that (1) happens before the writer's return or callback: the
-//!    object is freed only after the last reader's last access to it.
-//!
-//! Reports never nest (they run with interrupts off, and the NMI handler
-//! never reports), so a report for `g` always clears its bit in GP `g`'s
-//! mask: an interrupted report finished by the tick and then resumed could
-//! clear its bit in the next GP's mask with a load of the old `GP_SEQ`,
-//! which step 2 does not cover.
-//!
-//! Starting: a requester stores `REQUESTED` (SeqCst) and then checks
-//! `COMPLETED` and the try-lock; a completer stores `COMPLETED`, a lock
-//! holder releases the lock (SeqCst), and each then re-checks `REQUESTED`.
-//! Store-then-load on both sides, all SeqCst: at least one side sees the
-//! other, so a request is never left without a GP.
+//! The bookkeeping (`GP_SEQ`, `COMPLETED`, `PENDING`, requests, each CPU's
+//! last reported GP), its ordering argument and why the member set is
+//! fixed at `init` are in `mmsync::rcu` (`kernel/mmsync`), which this file
+//! calls and which the host model-checks with loom (`make model-test`).
+//! Here: `GP` is that state, and `KernelCpus` gives it the current CPU,
+//! each CPU's `CpuGp` and interrupt masking (reports run with interrupts
+//! off, so they never nest). A writer unpublishes, then `next_gp` (a SeqCst
+//! fence and load: the target is `GP_SEQ + 1`); a report loads `GP_SEQ`,
+//! fences, and clears its bit. Every tick also tries to start a needed GP.
 //!
 //! # Callbacks
 //!
@@ -105,14 +53,16 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::marker::PhantomData;
-use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use mmsync::rcu::{CpuGp, Cpus, GpState};
 
 use crate::arch::percpu::{self, PreemptGuard, MAX_CPUS};
 use crate::sync::SpinLock;
 
 type Callback = Box<dyn FnOnce() + Send>;
 
-/// One CPU's RCU state. Only the CPU itself changes `nesting`, `qs_gp` and
+/// One CPU's RCU state. Only the CPU itself changes `nesting`, `gp` and
 /// its list; other CPUs read the counters (`rcu_barrier`).
 struct CpuRcu {
     /// Read-section depth. Changed only by code running on this CPU while it
@@ -120,7 +70,7 @@ struct CpuRcu {
     /// before it returns, so a plain load and store are enough.
     nesting: AtomicUsize,
     /// The last GP this CPU reported a QS for.
-    qs_gp: AtomicU64,
+    gp: CpuGp,
     /// Callbacks queued here, oldest first, with the GP each waits for.
     /// Targets never decrease along the list (`GP_SEQ` only grows).
     callbacks: SpinLock<VecDeque<(u64, Callback)>>,
@@ -137,7 +87,7 @@ impl CpuRcu {
     const fn new() -> Self {
         CpuRcu {
             nesting: AtomicUsize::new(0),
-            qs_gp: AtomicU64::new(0),
+            gp: CpuGp::new(),
             callbacks: SpinLock::new(VecDeque::new()),
             queued: AtomicU64::new(0),
             invoked: AtomicU64::new(0),
@@ -149,20 +99,38 @@ impl CpuRcu {
 
 static CPUS: [CpuRcu; MAX_CPUS] = [const { CpuRcu::new() }; MAX_CPUS];
 
-/// Grace periods started.
-static GP_SEQ: AtomicU64 = AtomicU64::new(0);
-/// Grace periods ended: `GP_SEQ` or `GP_SEQ - 1`.
-static COMPLETED: AtomicU64 = AtomicU64::new(0);
-/// CPUs yet to pass a QS in GP `GP_SEQ`.
-static PENDING: AtomicU64 = AtomicU64::new(0);
-/// The highest GP anybody waits for.
-static REQUESTED: AtomicU64 = AtomicU64::new(0);
-/// Try-lock of whoever starts a GP.
-static STARTING: AtomicBool = AtomicBool::new(false);
-/// CPUs taking part in every GP (online at `init`); 0 before `init`.
-static MEMBERS: AtomicU64 = AtomicU64::new(0);
+/// The grace periods (`mmsync::rcu`).
+static GP: GpState = GpState::new();
 
-static GRACE_PERIODS: AtomicU64 = AtomicU64::new(0);
+/// What `GP` needs from the machine: this CPU, each CPU's `CpuGp`,
+/// interrupt masking, and the kernel's debug checks.
+struct KernelCpus;
+
+impl Cpus for KernelCpus {
+    fn current(&self) -> usize {
+        percpu::cpu_id()
+    }
+
+    fn cpu(&self, cpu: usize) -> &CpuGp {
+        &CPUS[cpu].gp
+    }
+
+    fn without_interrupts<R>(&self, f: impl FnOnce() -> R) -> R {
+        let saved = crate::arch::disable_interrupts();
+        let result = f();
+        crate::arch::restore_interrupts(saved);
+        result
+    }
+
+    fn check_quiescent(&self, cpu: usize) {
+        debug_assert_eq!(CPUS[cpu].nesting.load(Ordering::Relaxed), 0, "a quiescent state inside an RCU read section");
+    }
+
+    fn check_members(&self, members: u64) {
+        debug_assert_eq!(crate::arch::ipi::online().bits() & !members, 0, "a CPU came online after rcu::init");
+    }
+}
+
 static CALLBACKS_QUEUED: AtomicU64 = AtomicU64::new(0);
 static CALLBACKS_RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -182,7 +150,7 @@ pub struct RcuStats {
 
 pub fn stats() -> RcuStats {
     RcuStats {
-        grace_periods: GRACE_PERIODS.load(Ordering::Relaxed),
+        grace_periods: GP.grace_periods(),
         callbacks_queued: CALLBACKS_QUEUED.load(Ordering::Relaxed),
         callbacks_run: CALLBACKS_RUN.load(Ordering::Relaxed),
     }
@@ -191,12 +159,8 @@ pub fn stats() -> RcuStats {
 /// Takes part the CPUs online now. Called once, when every CPU is up and
 /// before anything waits for a grace period.
 pub fn init() {
-    let members = crate::arch::ipi::online().bits();
-    assert!(members != 0, "RCU with no CPU online");
-    let before = MEMBERS.swap(members, Ordering::SeqCst);
-    assert_eq!(before, 0, "rcu::init called twice");
-    // Callbacks queued during boot asked for GP 1.
-    try_start_gp();
+    // Callbacks queued during boot asked for GP 1: `init` starts it.
+    GP.init(crate::arch::ipi::online().bits(), &KernelCpus);
 }
 
 /// A read section: while it lives this CPU is not preempted and passes no
@@ -237,86 +201,25 @@ pub fn in_read_section() -> bool {
 
 /// This CPU is outside any read section: report a QS for the current GP if
 /// it has not yet. Disables interrupts for the report, so reports on one CPU
-/// never nest (see the module doc).
+/// never nest (see `mmsync::rcu`).
 fn quiescent_state() {
-    // Fast path without touching the interrupt flag: nothing new to report.
-    // A stale CPU id (a migration) can only skip a report, which is safe.
-    let hint = percpu::cpu_id();
-    if CPUS[hint].qs_gp.load(Ordering::Relaxed) == GP_SEQ.load(Ordering::Relaxed) {
-        return;
-    }
-    let saved = crate::arch::disable_interrupts();
-    let cpu = percpu::cpu_id();
-    let this = &CPUS[cpu];
-    debug_assert_eq!(this.nesting.load(Ordering::Relaxed), 0, "a quiescent state inside an RCU read section");
-    let bit = 1u64 << cpu;
-    let gp = GP_SEQ.load(Ordering::SeqCst);
-    let last = this.qs_gp.load(Ordering::Relaxed);
-    if last < gp && MEMBERS.load(Ordering::Relaxed) & bit != 0 {
-        // Fc of the ordering argument: sections after this report see
-        // every unpublish done before GP `gp` was asked for.
-        fence(Ordering::SeqCst);
-        debug_assert_eq!(last + 1, gp, "cpu {cpu} skipped a grace period");
-        this.qs_gp.store(gp, Ordering::Relaxed);
-        let before = PENDING.fetch_and(!bit, Ordering::SeqCst);
-        debug_assert!(before & bit != 0, "cpu {cpu} reported twice for GP {gp}");
-        if before == bit {
-            complete(gp);
-        }
-    }
-    crate::arch::restore_interrupts(saved);
+    GP.quiescent_state(&KernelCpus);
 }
 
-/// Ends GP `gp` (the caller cleared the last bit of `PENDING`).
-fn complete(gp: u64) {
-    debug_assert_eq!(COMPLETED.load(Ordering::Relaxed) + 1, gp);
-    COMPLETED.store(gp, Ordering::SeqCst);
-    GRACE_PERIODS.fetch_add(1, Ordering::Relaxed);
-    try_start_gp();
-}
-
-/// Whether no GP runs and somebody waits for one.
-fn gp_wanted() -> bool {
-    if MEMBERS.load(Ordering::Acquire) == 0 {
-        return false;
-    }
-    let gp = GP_SEQ.load(Ordering::SeqCst);
-    COMPLETED.load(Ordering::SeqCst) == gp && REQUESTED.load(Ordering::SeqCst) > gp
-}
-
-/// Starts a GP if one is wanted and nobody else is starting one. Never
-/// waits: a busy try-lock means its holder will re-check after releasing.
+/// Starts a GP if one is wanted and nobody else is starting one.
 fn try_start_gp() {
-    while gp_wanted() {
-        if STARTING.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_err() {
-            return;
-        }
-        // Re-checked under the lock: another starter may just have done it.
-        if gp_wanted() {
-            let members = MEMBERS.load(Ordering::Relaxed);
-            debug_assert_eq!(crate::arch::ipi::online().bits() & !members, 0, "a CPU came online after rcu::init");
-            let gp = GP_SEQ.load(Ordering::Relaxed) + 1;
-            // The mask before the number: whoever sees GP `gp` sees its mask.
-            PENDING.store(members, Ordering::SeqCst);
-            GP_SEQ.store(gp, Ordering::SeqCst);
-        }
-        STARTING.store(false, Ordering::SeqCst);
-        // Loop: a request or completion that found the lock taken is ours.
-    }
+    GP.try_start_gp(&KernelCpus);
 }
 
 /// Asks for GP `target` to be started (once the one before it ended).
 fn request(target: u64) {
-    REQUESTED.fetch_max(target, Ordering::SeqCst);
-    try_start_gp();
+    GP.request(target, &KernelCpus);
 }
 
 /// The GP that will have ended once every reader that might have seen an
 /// object unpublished before this call has left: the next one to start.
 fn next_gp() -> u64 {
-    // Fw of the ordering argument, after the caller's unpublish.
-    fence(Ordering::SeqCst);
-    GP_SEQ.load(Ordering::SeqCst) + 1
+    GP.next_gp()
 }
 
 /// Queues `f` to run once every read section that exists now has ended. It
@@ -362,7 +265,7 @@ fn run_callbacks() {
     // thousands queued must still reach the scheduler now and then (the
     // rest stay ready for its next idle pass or return to user mode).
     for _ in 0..BATCH {
-        let done = COMPLETED.load(Ordering::Acquire);
+        let done = GP.completed();
         // A statement of its own: the lock is not held while the callback runs.
         let next = {
             let mut list = this.callbacks.lock();
@@ -389,7 +292,7 @@ fn assert_may_block(what: &str) {
         percpu::preemptible() && crate::arch::interrupts_enabled(),
         "{what} with preemption or interrupts disabled"
     );
-    assert!(MEMBERS.load(Ordering::Acquire) != 0, "{what} before rcu::init");
+    assert!(GP.members() != 0, "{what} before rcu::init");
 }
 
 /// Blocks until every read section that exists now has ended: returns once
@@ -399,7 +302,7 @@ pub fn synchronize_rcu() {
     assert_may_block("synchronize_rcu");
     let target = next_gp();
     request(target);
-    while COMPLETED.load(Ordering::SeqCst) < target {
+    while GP.completed() < target {
         run_callbacks();
         try_start_gp();
         // The sleep goes through `schedule()`: this CPU's QS.
@@ -471,7 +374,7 @@ pub(crate) fn on_tick(from_user: bool) {
     // Never spins: the list's lock is only held with interrupts off, so on
     // this CPU it is free here, and no other CPU takes it.
     if let Some(list) = this.callbacks.try_lock() {
-        let done = COMPLETED.load(Ordering::Acquire);
+        let done = GP.completed();
         if list.front().is_some_and(|&(target, _)| target <= done) {
             this.ready.store(true, Ordering::Relaxed);
         }
@@ -718,7 +621,7 @@ mod tests {
     /// section and stays until the writer returned (or patience runs out).
     extern "C" fn late_reader(_: usize) -> ! {
         let give_up = time::now_ns() + PATIENCE_NS;
-        while GP_SEQ.load(SeqCst) <= LATE_BASE.load(SeqCst) && time::now_ns() < give_up {
+        while GP.gp_seq() <= LATE_BASE.load(SeqCst) && time::now_ns() < give_up {
             sched::yield_now();
         }
         sched::yield_now();
@@ -743,11 +646,11 @@ mod tests {
         // Nothing queued, no grace period running: the writer's call starts
         // GP `base + 1` itself, and nothing else starts one.
         assert!(finishes_within(PATIENCE_NS, rcu_barrier));
-        assert!(wait_for(PATIENCE_NS, || COMPLETED.load(SeqCst) == GP_SEQ.load(SeqCst)));
+        assert!(wait_for(PATIENCE_NS, || GP.completed() == GP.gp_seq()));
         reset_reader();
         WRITER_DONE.store(false, SeqCst);
         LATE_SAW_WRITER_DONE.store(false, SeqCst);
-        LATE_BASE.store(GP_SEQ.load(SeqCst), SeqCst);
+        LATE_BASE.store(GP.gp_seq(), SeqCst);
         spawn(late_reader, 0, reader_cpu());
         let writer = start_job(|| {
             synchronize_rcu();

@@ -13,16 +13,18 @@
 //! - A VMA taken out of the tree is marked detached before the bump, so a
 //!   reader that found it in an older tree version fails once it is unlocked.
 //!
-//! Orderings: the writer stamps `seq` while holding the lock word and
-//! releases the word with a release store; a reader takes the word with an
-//! acquire RMW, so it sees the stamp. The reader then compares the stamp with
-//! `lock_seq` read with acquire: equal means the writer is still in its
-//! critical section; different means it left, and the acquire makes
-//! everything it did (the detached flag, page-table changes) visible.
+//! The state machine (the lock word, stamp, detached flag, the reader's
+//! check sequence and the writer's side, with their orderings) is
+//! `mmsync::vma_lock`, model-checked on the host with loom (`make
+//! model-test`); this file adds the wait queue the writer sleeps on, the
+//! guards and the counters.
 
 use alloc::sync::Arc;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
+
+use mmsync::vma_lock::VmaLockState;
+pub(in crate::mm) use mmsync::vma_lock::{LockSeq, ReadAbort};
 
 use super::map::VmaMap;
 use super::Vma;
@@ -30,52 +32,28 @@ use crate::mm::addrspace::AddressSpace;
 use crate::sync::{ReadGuard, WriteGuard};
 use crate::task::wait::WaitQueue;
 
-/// Set in `VmaLock::state` while a writer waits for the readers to drain.
-const WRITER: usize = 1 << (usize::BITS - 1);
-/// A stamp no address space's `lock_seq` ever has.
-const NEVER: u64 = u64::MAX;
-
 /// The lock state of one VMA.
 pub(in crate::mm) struct VmaLock {
-    /// Readers, plus `WRITER` while a writer waits for them.
-    state: AtomicUsize,
-    /// The space's `lock_seq` of the write section that last locked this VMA.
-    seq: AtomicU64,
-    /// Taken out of the tree: no reader may use it any more.
-    detached: AtomicBool,
+    /// The word, the stamp and the detached flag (`mmsync::vma_lock`).
+    state: VmaLockState,
     /// The writer sleeps here until the last reader leaves.
     drained: WaitQueue,
 }
 
 impl core::fmt::Debug for VmaLock {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("VmaLock")
-            .field("state", &self.state)
-            .field("seq", &self.seq)
-            .field("detached", &self.detached)
-            .finish_non_exhaustive()
+        f.debug_struct("VmaLock").field("state", &self.state).finish_non_exhaustive()
     }
 }
 
 impl VmaLock {
     /// Unlocked, or write-locked in the write section stamped `seq`.
     pub(in crate::mm) fn new(seq: Option<u64>) -> VmaLock {
-        VmaLock {
-            state: AtomicUsize::new(0),
-            seq: AtomicU64::new(seq.unwrap_or(NEVER)),
-            detached: AtomicBool::new(false),
-            drained: WaitQueue::new(),
-        }
+        VmaLock { state: VmaLockState::new(seq), drained: WaitQueue::new() }
     }
 
     fn read_unlock(&self) {
-        if self.state.fetch_sub(1, Ordering::Release) == WRITER | 1 {
-            self.drained.wake_all();
-        }
-    }
-
-    pub(in crate::mm) fn is_detached(&self) -> bool {
-        self.detached.load(Ordering::Acquire)
+        self.state.read_unlock(|| self.drained.wake_all());
     }
 }
 
@@ -105,38 +83,13 @@ fn assert_no_vma_lock_held() {
     }
 }
 
-/// Why `vma_start_read` failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::mm) enum ReadAbort {
-    /// A writer has it (or is waiting for its readers).
-    WriteLocked,
-    /// It left the tree after the caller found it.
-    Detached,
-}
-
 /// Takes `vma`'s lock for reading, without waiting (Linux's vma_start_read):
 /// fails if it is write-locked or detached. `lock_seq` is its space's.
-pub(in crate::mm) fn vma_start_read(lock_seq: &AtomicU64, vma: Arc<Vma>) -> Result<VmaReadGuard, ReadAbort> {
-    // Write-locked: fail before touching the shared lock word.
-    if vma.lock.seq.load(Ordering::Relaxed) == lock_seq.load(Ordering::Acquire) {
-        return Err(ReadAbort::WriteLocked);
-    }
-    let taken =
-        vma.lock.state.fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| (s & WRITER == 0).then_some(s + 1));
-    if taken.is_err() {
-        return Err(ReadAbort::WriteLocked);
-    }
+pub(in crate::mm) fn vma_start_read(lock_seq: &LockSeq, vma: Arc<Vma>) -> Result<VmaReadGuard, ReadAbort> {
+    let lock = &vma.lock;
+    lock.state.start_read(lock_seq, || lock.drained.wake_all())?;
     count_vma_lock(true);
-    let guard = VmaReadGuard { vma };
-    // With the word held, the stamp is current (see the module doc); the
-    // guard unlocks on the error paths.
-    if guard.vma.lock.seq.load(Ordering::Relaxed) == lock_seq.load(Ordering::Acquire) {
-        return Err(ReadAbort::WriteLocked);
-    }
-    if guard.vma.lock.is_detached() {
-        return Err(ReadAbort::Detached);
-    }
-    Ok(guard)
+    Ok(VmaReadGuard { vma })
 }
 
 /// A VMA held for reading: its range, protection and pages-to-be cannot
@@ -193,7 +146,7 @@ impl<'a> MmapWriteGuard<'a> {
         assert_no_vma_lock_held();
         let map = mm.mmap_lock.write();
         // Only writers change it, and we are the writer.
-        let seq = mm.lock_seq.load(Ordering::Relaxed);
+        let seq = mm.lock_seq.begin_write();
         MmapWriteGuard { mm, seq, map }
     }
 
@@ -201,20 +154,14 @@ impl<'a> MmapWriteGuard<'a> {
     /// have left; new readers fail until this guard is dropped. Idempotent.
     pub(in crate::mm) fn start_write(&self, vma: &Vma) {
         let lock = &vma.lock;
-        if lock.seq.load(Ordering::Relaxed) == self.seq {
-            return;
+        if lock.state.start_write(self.seq, |drained| lock.drained.wait_until(drained)) {
+            self.mm.stats.vmas_write_locked.fetch_add(1, Ordering::Relaxed);
         }
-        lock.state.fetch_or(WRITER, Ordering::Acquire);
-        lock.drained.wait_until(|| lock.state.load(Ordering::Acquire) == WRITER);
-        lock.seq.store(self.seq, Ordering::Relaxed);
-        lock.state.store(0, Ordering::Release);
-        self.mm.stats.vmas_write_locked.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a write-locked VMA that left the tree as detached.
     pub(in crate::mm) fn detach(&self, vma: &Vma) {
-        debug_assert_eq!(vma.lock.seq.load(Ordering::Relaxed), self.seq, "a VMA is detached unlocked");
-        vma.lock.detached.store(true, Ordering::Release);
+        vma.lock.state.detach(self.seq);
     }
 
     /// A lock for a VMA made in this section: write-locked from birth, so no
@@ -246,7 +193,7 @@ impl Drop for MmapWriteGuard<'_> {
         }
         // Unlocks every VMA stamped `seq`, and publishes what we did to the
         // readers that will see the new value (they load it with acquire).
-        self.mm.lock_seq.store(self.seq + 1, Ordering::Release);
+        self.mm.lock_seq.end_write(self.seq);
         // `map` (the rwsem) is released after this, as fields drop last.
     }
 }

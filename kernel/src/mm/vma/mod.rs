@@ -16,7 +16,7 @@
 mod lock;
 mod map;
 
-pub(super) use lock::{vma_start_read, ReadAbort, VmaLock};
+pub(super) use lock::{vma_start_read, LockSeq, ReadAbort, VmaLock};
 pub use lock::{MmapReadGuard, MmapWriteGuard, VmaLockHeld, VmaReadGuard};
 pub use map::{VmaMap, VmaTree};
 
