@@ -102,7 +102,7 @@ host-test: toolchain
 # release for speed, debug assertions kept (the kernel's own checks).
 LOOM_ENV := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
 model-test: toolchain
-	$(LOOM_ENV) CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true cargo test -p mmsync --target $(HOST) --release -- --test-threads=1
+	RUST_BACKTRACE=0 $(LOOM_ENV) CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true cargo test -p mmsync --target $(HOST) --release -- --test-threads=1 --nocapture
 
 # The lint bar first (it fails fast), then the host tests of the kernel's
 # crates and their models, host unit tests of `boot`, the in-kernel suites (each test binary

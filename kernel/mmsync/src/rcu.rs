@@ -69,7 +69,8 @@ pub enum Mutation {
     /// `next_gp` skips its SeqCst fence (`Fw`).
     NoUnpublishFence,
     /// A report does not check that it has not reported for the GP it
-    /// loaded (`reported < gp`), so a stale report counts in a later GP.
+    /// loaded (neither the fast path nor `reported < gp`), so a stale
+    /// report can count in a later GP.
     ReportIgnoresGp,
     /// A GP's number is published before its `pending` mask.
     PendingAfterGpSeq,
@@ -229,7 +230,9 @@ impl GpState {
         // Fast path without masking interrupts: nothing new to report.
         // A stale CPU id (a migration) can only skip a report, which is safe.
         let hint = cpus.current();
-        if cpus.cpu(hint).reported.load(Ordering::Relaxed) == self.gp_seq.load(Ordering::Relaxed) {
+        if self.mutation() != Mutation::ReportIgnoresGp
+            && cpus.cpu(hint).reported.load(Ordering::Relaxed) == self.gp_seq.load(Ordering::Relaxed)
+        {
             return None;
         }
         cpus.without_interrupts(|| self.report(cpus))
