@@ -38,6 +38,8 @@ const PROGRAMS: &[&str] = &[
     "console_write",
     "c_madv_loop",
     "stale_tlb_write",
+    // Signals (issue 11): handlers for faults, sigaltstack, between threads.
+    "c_sig_barrier",
 ];
 
 /// Threads that fault while other threads change the address space.
@@ -49,6 +51,8 @@ const CONCURRENT: &[&str] = &[
     "vma_neighbours",
     "c_madv_loop",
     "stale_tlb_write",
+    // Threads mprotect from their SIGSEGV handlers while the others fault.
+    "c_sig_barrier",
     "semantics",
 ];
 

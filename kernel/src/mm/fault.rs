@@ -34,7 +34,7 @@ use super::vma::{vma_start_read, ReadAbort, Vma, VmaLockHeld, VmaReadGuard};
 use crate::arch::extable;
 use crate::arch::traps::{FaultOutcome, PageFaultInfo, TrapFrame};
 use crate::sync::rcu;
-use crate::task::{self, Signal};
+use crate::task::{self, signal, Signal};
 
 /// How faults lock: the per-VMA path first (the default), or always the
 /// `mmap_lock` (`boot --lock mmap`), so both designs run on one kernel.
@@ -81,7 +81,7 @@ pub(super) enum VmaLockFailure {
     Detached,
 }
 
-pub fn handle_page_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
+pub fn handle_page_fault(info: &PageFaultInfo, frame: &mut TrapFrame) -> FaultOutcome {
     if !info.user && super::demand::contains(info.addr) {
         return super::demand::handle_fault(info);
     }
@@ -99,7 +99,7 @@ pub fn handle_page_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcom
     FaultOutcome::Unhandled
 }
 
-fn user_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
+fn user_fault(info: &PageFaultInfo, frame: &mut TrapFrame) -> FaultOutcome {
     let interrupts_were_on = RFlags::from_bits_truncate(frame.rflags).contains(RFlags::INTERRUPT_FLAG);
     // A kernel access to user memory where we may not sleep (interrupts or
     // preemption off): do not take mmap_lock; the fix-up reports EFAULT.
@@ -134,21 +134,41 @@ fn user_fault(info: &PageFaultInfo, frame: &TrapFrame) -> FaultOutcome {
             }
         }
         Err(reason) if info.user => {
-            let why = match reason {
-                FaultError::NoMapping => "no mapping at this address",
-                _ => "the mapping's protection forbids it",
+            let (why, code) = match reason {
+                FaultError::NoMapping => ("no mapping at this address", signal::SEGV_MAPERR),
+                _ => ("the mapping's protection forbids it", signal::SEGV_ACCERR),
+            };
+            // A handler for SIGSEGV runs instead, if the thread has one.
+            let delivered = signal::deliver_fault(frame, &signal::SigInfo::fault(signal::SIGSEGV, code, addr));
+            let frame_problem = match delivered {
+                Ok(()) => return FaultOutcome::Resolved,
+                Err(signal::NotDelivered::BadFrame(problem)) => Some(problem),
+                Err(signal::NotDelivered::NoHandler) => None,
             };
             log::warn!(
-                "pid {} (tid {}) killed by SIGSEGV: {} of {addr:#x}: {why} (rip {:#x})",
+                "pid {} (tid {}) killed by SIGSEGV: {} of {addr:#x}: {why} (rip {:#x}){}",
                 process.pid,
                 thread.tid,
                 info.access(),
-                frame.rip
+                frame.rip,
+                FrameProblem(frame_problem)
             );
             process.kill(Signal::Segv);
             FaultOutcome::Killed
         }
         Err(_) => FaultOutcome::Unhandled,
+    }
+}
+
+/// The log line's tail when a SIGSEGV handler exists but its frame could not be written.
+struct FrameProblem(Option<signal::FrameError>);
+
+impl core::fmt::Display for FrameProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(problem) => write!(f, "; its SIGSEGV handler could not run: {problem}"),
+            None => Ok(()),
+        }
     }
 }
 

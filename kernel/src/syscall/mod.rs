@@ -7,8 +7,12 @@
 
 mod io;
 mod memory;
+mod signal;
+mod startup;
 mod thread;
 mod time;
+
+pub use startup::default_limits;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +24,7 @@ use crate::mm::uaccess::Efault;
 #[repr(i64)]
 pub enum Errno {
     EPERM = 1,
+    ESRCH = 3,
     EINTR = 4,
     EBADF = 9,
     EAGAIN = 11,
@@ -64,6 +69,21 @@ pub mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
+    pub const RT_SIGACTION: u64 = 13;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
+    pub const KILL: u64 = 62;
+    pub const GETRLIMIT: u64 = 97;
+    pub const RT_SIGPENDING: u64 = 127;
+    pub const SIGALTSTACK: u64 = 131;
+    pub const TKILL: u64 = 200;
+    pub const SCHED_GETAFFINITY: u64 = 204;
+    pub const TGKILL: u64 = 234;
+    pub const SET_ROBUST_LIST: u64 = 273;
+    pub const GET_ROBUST_LIST: u64 = 274;
+    pub const PRLIMIT64: u64 = 302;
+    pub const GETCPU: u64 = 309;
+    pub const GETRANDOM: u64 = 318;
 }
 
 /// Numbers already reported as unimplemented: one bit each up to 510, and
@@ -106,6 +126,21 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::FUTEX => thread::futex(a[0], int(a[1]), a[2], a[3], a[4], a[5]),
         nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
         nr::CLOCK_GETTIME => time::clock_gettime(int(a[0]), a[1]),
+        nr::RT_SIGACTION => signal::rt_sigaction(int(a[0]), a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => signal::rt_sigprocmask(int(a[0]), a[1], a[2], a[3]),
+        nr::RT_SIGRETURN => signal::rt_sigreturn(frame),
+        nr::RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
+        nr::SIGALTSTACK => signal::sigaltstack(frame, a[0], a[1]),
+        nr::KILL => signal::kill(int(a[0]), int(a[1])),
+        nr::TKILL => signal::tkill(int(a[0]), int(a[1])),
+        nr::TGKILL => signal::tgkill(int(a[0]), int(a[1]), int(a[2])),
+        nr::SET_ROBUST_LIST => startup::set_robust_list(a[0], a[1]),
+        nr::GET_ROBUST_LIST => startup::get_robust_list(int(a[0]), a[1], a[2]),
+        nr::GETRLIMIT => startup::getrlimit(int(a[0]), a[1]),
+        nr::PRLIMIT64 => startup::prlimit64(int(a[0]), int(a[1]), a[2], a[3]),
+        nr::GETRANDOM => startup::getrandom(a[0], a[1], int(a[2])),
+        nr::SCHED_GETAFFINITY => startup::sched_getaffinity(int(a[0]), int(a[1]), a[2]),
+        nr::GETCPU => startup::getcpu(a[0], a[1], a[2]),
         number => {
             report_unimplemented(number);
             Err(Errno::ENOSYS)

@@ -109,6 +109,7 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
     let fs = if flags & CLONE_SETTLS != 0 { tls } else { context::user_fs() };
     child.fs_base.store(fs, Ordering::Relaxed);
     child.gs_base.store(context::user_gs(), Ordering::Relaxed);
+    child.signals.inherit_mask(&parent.signals);
     let tid = child.tid;
     // Linux ignores faults on these two stores: so do we.
     if flags & CLONE_PARENT_SETTID != 0 {

@@ -6,6 +6,7 @@ pub mod futex;
 pub mod loader;
 pub mod process;
 pub mod sched;
+pub mod signal;
 pub mod thread;
 pub mod timer;
 pub mod wait;
@@ -27,13 +28,28 @@ pub fn current_thread() -> Option<Arc<Thread>> {
 
 /// Called on every way back to user mode (after a system call, an interrupt
 /// or an exception from user mode): leave if the process is going down,
-/// switch if the tick asked for it.
-pub fn return_to_user(_frame: &mut TrapFrame) {
+/// deliver a pending signal, switch if the tick asked for it.
+pub fn return_to_user(frame: &mut TrapFrame) {
     loop {
         let thread = sched::current();
+        // Before the exit and signal checks: an interrupt after them stays set
+        // for the next interruptible wait; one before them is seen by them.
+        thread.clear_interrupted();
         if thread.process.as_ref().is_some_and(|p| p.is_exiting()) {
             drop(thread);
             exit_thread(0);
+        }
+        if let Some(process) = thread.process.as_ref() {
+            if signal::pending(process, &thread) != 0 {
+                // Writing the frame may fault pages in: interrupts on.
+                let interrupts = crate::arch::disable_interrupts();
+                crate::arch::enable_interrupts();
+                let killed = signal::deliver_pending(&thread, process, frame);
+                crate::arch::restore_interrupts(interrupts);
+                if killed {
+                    continue;
+                }
+            }
         }
         drop(thread);
         // A quiescent state; runs this CPU's ready RCU callbacks.
@@ -64,16 +80,23 @@ pub fn exit_thread(code: u8) -> ! {
     sched::exit_current()
 }
 
-/// A CPU exception in user mode other than a page fault: the fatal signal
-/// Linux would send, with a log line.
+/// A CPU exception in user mode other than a page fault: the signal Linux
+/// would send, to the thread's handler if it has one, else fatal with a log line.
 pub fn user_exception(vector: u8, frame: &mut TrapFrame) {
-    let signal = match vector {
-        0 | 16 | 19 => Signal::Fpe,
-        1 | 3 => Signal::Trap,
-        6 => Signal::Ill,
-        17 => Signal::Bus,
-        _ => Signal::Segv,
+    // si_code and si_addr as Linux's traps.c gives them.
+    let (signal, code, addr) = match vector {
+        0 => (Signal::Fpe, 1, frame.rip),          // FPE_INTDIV
+        16 | 19 => (Signal::Fpe, 0, frame.rip),    // (Linux decodes the FPU status; we do not)
+        1 => (Signal::Trap, 2, frame.rip),         // TRAP_TRACE
+        3 => (Signal::Trap, signal::SI_KERNEL, 0), // int3
+        6 => (Signal::Ill, 2, frame.rip),          // ILL_ILLOPN
+        17 => (Signal::Bus, 1, 0),                 // BUS_ADRALN
+        _ => (Signal::Segv, signal::SI_KERNEL, 0), // #GP and the rest
     };
+    let info = signal::SigInfo::fault(signal as u32, code, addr);
+    if signal::deliver_fault(frame, &info).is_ok() {
+        return;
+    }
     if let Some(thread) = current_thread() {
         if let Some(process) = thread.process.as_ref() {
             log::warn!(

@@ -68,6 +68,10 @@ pub struct Process {
     /// All threads have exited.
     done: AtomicBool,
     done_queue: WaitQueue,
+    /// Signal actions and the process-wide pending set.
+    pub signals: super::signal::ProcessSignals,
+    /// Resource limits (getrlimit, prlimit64): stored, not enforced.
+    pub limits: SpinLock<[[u64; 2]; 16]>,
 }
 
 impl Process {
@@ -84,6 +88,8 @@ impl Process {
             status: SpinLock::new(None),
             done: AtomicBool::new(false),
             done_queue: WaitQueue::new(),
+            signals: super::signal::ProcessSignals::default(),
+            limits: SpinLock::new(crate::syscall::default_limits()),
         });
         let mut all = PROCESSES.lock();
         all.retain(|p| p.strong_count() > 0);
@@ -119,6 +125,21 @@ impl Process {
     /// Ends the whole group by a fatal signal: status 128 + signal.
     pub fn kill(&self, signal: Signal) {
         self.terminate(128 + signal as u8);
+    }
+
+    /// Ends the whole group by signal number `signo` (1 to 64): status 128 + signo.
+    pub fn kill_by_signal(&self, signo: u8) {
+        self.terminate(128u8.wrapping_add(signo));
+    }
+
+    /// The live threads, at one moment.
+    pub fn threads_snapshot(&self) -> Vec<Arc<Thread>> {
+        self.threads.lock().clone()
+    }
+
+    /// The live thread with id `tid`.
+    pub fn find_thread(&self, tid: u32) -> Option<Arc<Thread>> {
+        self.threads.lock().iter().find(|t| t.tid == tid).cloned()
     }
 
     fn terminate(&self, status: u8) {

@@ -91,6 +91,8 @@ pub struct Thread {
     /// VMA read locks it holds (debug builds count them, to check the lock
     /// order: no `mmap_lock` is taken while one is held; `mm::vma::lock`).
     pub vma_locks_held: AtomicU32,
+    /// Signal mask, pending signals, alternate stack (`task::signal`).
+    pub signals: super::signal::ThreadSignals,
 }
 
 // SAFETY: the `UnsafeCell` fields are touched only under the scheduler's
@@ -123,6 +125,7 @@ impl Thread {
             interruptible: AtomicBool::new(false),
             is_idle,
             vma_locks_held: AtomicU32::new(0),
+            signals: super::signal::ThreadSignals::default(),
         }
     }
 
@@ -189,6 +192,14 @@ impl Thread {
     /// Whether interruptible waits must return (`sched::interrupt` was called).
     pub fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Ends an interruption once the signal that caused it is being
+    /// delivered (`return_to_user`; an exiting process is checked after).
+    pub(super) fn clear_interrupted(&self) {
+        if self.interrupted.load(Ordering::Relaxed) {
+            self.interrupted.store(false, Ordering::SeqCst);
+        }
     }
 
     pub(super) fn set_interrupted(&self) {

@@ -164,6 +164,41 @@ impl FpuState {
     }
 }
 
+impl FpuState {
+    /// The FXSAVE image, as a signal frame carries it.
+    pub fn as_bytes(&self) -> &[u8; 512] {
+        &self.0
+    }
+
+    /// An image from user memory (a signal frame's fpstate), made safe to
+    /// load: MXCSR bits this CPU does not support are cleared (FXRSTOR
+    /// would fault on them), and the software-reserved bytes are ignored.
+    pub fn from_user_bytes(bytes: &[u8; 512]) -> FpuState {
+        let mut state = FpuState(*bytes);
+        let mask = mxcsr_mask();
+        let mxcsr = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]) & mask;
+        state.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        state
+    }
+}
+
+/// The MXCSR bits this CPU accepts (MXCSR_MASK from an FXSAVE image; 0 there means 0xffbf).
+fn mxcsr_mask() -> u32 {
+    static MASK: spin::Once<u32> = spin::Once::new();
+    *MASK.call_once(|| {
+        let saved = super::disable_interrupts();
+        let mut probe = FpuState::new();
+        // Our own registers are saved and put back untouched.
+        probe.save();
+        probe.restore();
+        super::restore_interrupts(saved);
+        match u32::from_le_bytes([probe.0[28], probe.0[29], probe.0[30], probe.0[31]]) {
+            0 => 0xffbf,
+            mask => mask,
+        }
+    })
+}
+
 impl Default for FpuState {
     fn default() -> Self {
         Self::new()

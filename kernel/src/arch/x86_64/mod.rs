@@ -204,3 +204,25 @@ pub fn read_tsc() -> u64 {
     // SAFETY: RDTSC has no side effects and is available on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// A random word from RDRAND, if CPUID lists it (None also when the CPU has
+/// no entropy ready after ten tries, as Intel advises).
+pub fn rdrand() -> Option<u64> {
+    static HAS_RDRAND: spin::Once<bool> = spin::Once::new();
+    if !*HAS_RDRAND.call_once(|| core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0) {
+        return None;
+    }
+    for _ in 0..10 {
+        let value: u64;
+        let ok: u8;
+        // SAFETY: CPUID says the CPU has RDRAND; it only writes the two
+        // registers named and the flags.
+        unsafe {
+            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok, options(nomem, nostack))
+        };
+        if ok != 0 {
+            return Some(value);
+        }
+    }
+    None
+}
