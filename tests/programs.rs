@@ -40,6 +40,8 @@ const PROGRAMS: &[&str] = &[
     "stale_tlb_write",
     // Signals (issue 11): handlers for faults, sigaltstack, between threads.
     "c_sig_barrier",
+    "c_sig_altstack",
+    "c_sig_threads",
 ];
 
 /// Threads that fault while other threads change the address space.

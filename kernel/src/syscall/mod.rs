@@ -84,6 +84,7 @@ pub mod nr {
     pub const PRLIMIT64: u64 = 302;
     pub const GETCPU: u64 = 309;
     pub const GETRANDOM: u64 = 318;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
 }
 
 /// Numbers already reported as unimplemented: one bit each up to 510, and
@@ -141,6 +142,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::GETRANDOM => startup::getrandom(a[0], a[1], int(a[2])),
         nr::SCHED_GETAFFINITY => startup::sched_getaffinity(int(a[0]), int(a[1]), a[2]),
         nr::GETCPU => startup::getcpu(a[0], a[1], a[2]),
+        nr::CLOCK_NANOSLEEP => startup::clock_nanosleep(int(a[0]), int(a[1]), a[2], a[3]),
         number => {
             report_unimplemented(number);
             Err(Errno::ENOSYS)

@@ -182,3 +182,42 @@ pub fn getcpu(cpu: u64, node: u64, _cache: u64) -> SysResult {
     }
     Ok(0)
 }
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_BOOTTIME: u64 = 7;
+const TIMER_ABSTIME: u64 = 1;
+
+/// clock_nanosleep (glibc's nanosleep and sleep use it): relative or
+/// absolute (TIMER_ABSTIME) on the realtime, monotonic and boot-time
+/// clocks; interrupted by a signal it returns EINTR and, when relative,
+/// stores the time left in `rem`.
+pub fn clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
+    let realtime = match clock {
+        CLOCK_REALTIME => true,
+        // Without CPU-time accounting the process clock is time since boot, as clock_gettime says.
+        CLOCK_MONOTONIC | CLOCK_BOOTTIME | CLOCK_PROCESS_CPUTIME_ID => false,
+        _ => return Err(Errno::EINVAL),
+    };
+    let ns = super::time::read_timespec(req)?;
+    let now = crate::arch::time::now_ns();
+    let absolute = flags & TIMER_ABSTIME != 0;
+    let deadline = match (absolute, realtime) {
+        (false, _) => now.saturating_add(ns),
+        (true, true) => now.saturating_add(ns.saturating_sub(crate::arch::time::realtime_ns())),
+        (true, false) => ns,
+    };
+    let queue = crate::task::wait::WaitQueue::new();
+    match queue.wait_interruptible(Some(deadline), || false) {
+        crate::task::wait::Wake::Interrupted => {
+            if !absolute && rem != 0 {
+                let left = deadline.saturating_sub(crate::arch::time::now_ns());
+                write_user(rem, &((left / 1_000_000_000) as i64))?;
+                write_user(rem.wrapping_add(8), &((left % 1_000_000_000) as i64))?;
+            }
+            Err(Errno::EINTR)
+        }
+        _ => Ok(0),
+    }
+}
