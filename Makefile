@@ -29,7 +29,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint host-test model-test stress image clean setup toolchain qemu build user profile
+.PHONY: all run test lint host-test model-test stress image clean setup toolchain qemu musl build user profile
 
 all: build
 
@@ -55,12 +55,22 @@ qemu:
 			|| { echo "make: could not install qemu-system-x86; install it by hand" >&2; exit 1; }; \
 	fi
 
+# musl-gcc builds the musl test programs in user/ (Debian's musl-tools).
+musl:
+	@if ! command -v musl-gcc >/dev/null 2>&1; then \
+		echo "make: installing musl-gcc (musl-tools)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "make: musl-gcc is missing and we are not root: install musl-tools" >&2; exit 1; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq musl-tools \
+			|| { echo "make: could not install musl-tools; install it by hand" >&2; exit 1; }; \
+	fi
+
 build: toolchain
 	cargo build -p boot --target $(HOST)
 	cargo build -p kernel --bin kernel --target $(KARCH) $(if $(filter dev,$(PROFILE)),,--release)
 
 # Our user programs (Rust no_std and gcc -static -nostdlib), into user/out/.
-user: toolchain
+user: toolchain musl
 	$(MAKE) -C user --no-print-directory
 
 # The exit status is init's. GNU make itself can only exit with 0 or 2, so a
