@@ -43,6 +43,7 @@ const PROGRAMS: &[&str] = &[
     "c_sig_altstack",
     "c_sig_threads",
     "c_musl_sig_barrier",
+    "c_sig_badframe",
 ];
 
 /// Threads that fault while other threads change the address space.

@@ -655,6 +655,7 @@ pub enum BadFrame {
     BadRip(u64),
     BadRsp(u64),
     BadFpstate(u64),
+    BadMxcsr,
 }
 
 impl core::fmt::Display for BadFrame {
@@ -664,6 +665,7 @@ impl core::fmt::Display for BadFrame {
             BadFrame::BadRip(a) => write!(f, "rt_sigreturn to rip {a:#x}, not a user address"),
             BadFrame::BadRsp(a) => write!(f, "rt_sigreturn to rsp {a:#x}, not a user address"),
             BadFrame::BadFpstate(a) => write!(f, "rt_sigreturn fpstate at {a:#x} is unreadable"),
+            BadFrame::BadMxcsr => write!(f, "rt_sigreturn fpstate sets MXCSR bits this CPU does not have"),
         }
     }
 }
@@ -686,7 +688,7 @@ pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, BadFrame
     } else {
         let mut area = [0u8; FPSTATE_SIZE as usize];
         copy_from_user(&mut area, mc.fpstate).map_err(|_| BadFrame::BadFpstate(mc.fpstate))?;
-        FpuState::from_user_bytes(&area)
+        FpuState::from_user_bytes(&area).ok_or(BadFrame::BadMxcsr)?
     };
     let (cs, ss) = crate::arch::context::user_selectors();
     frame.r8 = mc.r8;

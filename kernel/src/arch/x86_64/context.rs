@@ -170,15 +170,12 @@ impl FpuState {
         &self.0
     }
 
-    /// An image from user memory (a signal frame's fpstate), made safe to
-    /// load: MXCSR bits this CPU does not support are cleared (FXRSTOR
-    /// would fault on them), and the software-reserved bytes are ignored.
-    pub fn from_user_bytes(bytes: &[u8; 512]) -> FpuState {
-        let mut state = FpuState(*bytes);
-        let mask = mxcsr_mask();
-        let mxcsr = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]) & mask;
-        state.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-        state
+    /// An image from user memory (a signal frame's fpstate), if it is safe
+    /// to load: None when MXCSR sets bits this CPU does not support (FXRSTOR
+    /// would fault on them; Linux refuses such a frame too).
+    pub fn from_user_bytes(bytes: &[u8; 512]) -> Option<FpuState> {
+        let mxcsr = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+        (mxcsr & !mxcsr_mask() == 0).then_some(FpuState(*bytes))
     }
 }
 
