@@ -44,6 +44,8 @@ const PROGRAMS: &[&str] = &[
     "c_sig_threads",
     "c_musl_sig_barrier",
     "c_sig_badframe",
+    // /proc (expected output from linux-peer).
+    "proc_read",
 ];
 
 /// Threads that fault while other threads change the address space.

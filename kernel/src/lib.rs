@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod console;
+pub mod fs;
 pub mod mm;
 pub mod panic;
 pub mod profile;

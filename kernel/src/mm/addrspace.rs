@@ -80,6 +80,52 @@ pub struct MmStats {
     pub tables_freed: AtomicU64,
 }
 
+impl MmStats {
+    pub const fn new() -> MmStats {
+        MmStats {
+            faults: AtomicU64::new(0),
+            vma_lock_success: AtomicU64::new(0),
+            vma_lock_abort_locked: AtomicU64::new(0),
+            vma_lock_abort_detached: AtomicU64::new(0),
+            vma_lock_retries: AtomicU64::new(0),
+            vma_lock_misses: AtomicU64::new(0),
+            mmap_lock_faults: AtomicU64::new(0),
+            mmap_lock_forced: AtomicU64::new(0),
+            vmas_write_locked: AtomicU64::new(0),
+            shootdowns: AtomicU64::new(0),
+            tables_freed: AtomicU64::new(0),
+        }
+    }
+
+    fn counters(&self) -> [&AtomicU64; 11] {
+        [
+            &self.faults,
+            &self.vma_lock_success,
+            &self.vma_lock_abort_locked,
+            &self.vma_lock_abort_detached,
+            &self.vma_lock_retries,
+            &self.vma_lock_misses,
+            &self.mmap_lock_faults,
+            &self.mmap_lock_forced,
+            &self.vmas_write_locked,
+            &self.shootdowns,
+            &self.tables_freed,
+        ]
+    }
+
+    /// Adds every counter of `other` to ours.
+    fn add(&self, other: &MmStats) {
+        for (mine, theirs) in self.counters().into_iter().zip(other.counters()) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The counters of every address space already dropped (each adds its own
+/// at the end), so that system-wide sums (`/proc/vmstat`) need only add the
+/// live ones: the fault path never touches a counter shared by all CPUs.
+pub static RETIRED_STATS: MmStats = MmStats::new();
+
 impl core::fmt::Display for MmStats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -219,6 +265,7 @@ impl Drop for AddressSpace {
         unsafe { self.page_table.free_user_tables() };
         // SAFETY: the root frame came from `Frame::into_raw` in `new`.
         drop(unsafe { Frame::from_raw(self.page_table.root()) });
+        RETIRED_STATS.add(&self.stats);
     }
 }
 

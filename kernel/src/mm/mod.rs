@@ -15,6 +15,7 @@ mod mprotect;
 mod munmap;
 pub mod pages;
 pub mod paging;
+pub mod procfs;
 mod tlb;
 pub mod uaccess;
 pub mod vma;

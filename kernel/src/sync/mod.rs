@@ -3,6 +3,8 @@
 //! Lock order, outermost first (a lock may only be taken while holding locks
 //! that come before it in this list):
 //!
+//! 0. an open file's offset (`fs::OpenFile::offset`, sleeping mutex), held
+//!    across the user copy of a read, which may fault (so it comes before 1)
 //! 1. `mmap_lock` of an address space (`AddressSpace::mmap_lock`, sleeping
 //!    rwsem, taken as `MmapReadGuard` / `MmapWriteGuard`; debug builds check
 //!    that a thread holding a VMA lock never takes it)
@@ -16,7 +18,8 @@
 //!    preemption, so inside one no sleeping lock (1, 2, 4), no blocking, no
 //!    `schedule()`, no `synchronize_rcu`/`rcu_barrier`; the spinlocks below
 //!    may be taken inside, and a section may be entered holding any lock
-//! 6. wait-queue spinlocks (`task::wait`), `SharedMemory` page maps
+//! 6. wait-queue spinlocks (`task::wait`), `SharedMemory` page maps, a
+//!    process's fd table (`fs::FdTable`, only to look up, install, remove)
 //! 7. the scheduler lock (`task::sched`), then `PREVIOUS` slots
 //! 8. RCU callback lists (`rcu`, one spinlock per CPU; `call_rcu` allocates
 //!    under it)

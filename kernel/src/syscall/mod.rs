@@ -5,6 +5,7 @@
 //! map the typed error to an errno. Anything not implemented returns ENOSYS
 //! and is logged once per number.
 
+mod fs;
 mod io;
 mod memory;
 mod signal;
@@ -24,8 +25,10 @@ use crate::mm::uaccess::Efault;
 #[repr(i64)]
 pub enum Errno {
     EPERM = 1,
+    ENOENT = 2,
     ESRCH = 3,
     EINTR = 4,
+    EIO = 5,
     EBADF = 9,
     EAGAIN = 11,
     ENOMEM = 12,
@@ -33,7 +36,12 @@ pub enum Errno {
     EFAULT = 14,
     EEXIST = 17,
     ENODEV = 19,
+    ENOTDIR = 20,
+    EISDIR = 21,
     EINVAL = 22,
+    EMFILE = 24,
+    ESPIPE = 29,
+    ENAMETOOLONG = 36,
     ENOSYS = 38,
     EOVERFLOW = 75,
     ETIMEDOUT = 110,
@@ -50,10 +58,15 @@ pub type SysResult = Result<u64, Errno>;
 pub mod nr {
     pub const READ: u64 = 0;
     pub const WRITE: u64 = 1;
+    pub const OPEN: u64 = 2;
+    pub const CLOSE: u64 = 3;
+    pub const FSTAT: u64 = 5;
+    pub const LSEEK: u64 = 8;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
     pub const BRK: u64 = 12;
+    pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
     pub const MADVISE: u64 = 28;
@@ -85,6 +98,7 @@ pub mod nr {
     pub const GETCPU: u64 = 309;
     pub const GETRANDOM: u64 = 318;
     pub const CLOCK_NANOSLEEP: u64 = 230;
+    pub const OPENAT: u64 = 257;
 }
 
 /// Numbers already reported as unimplemented: one bit each up to 510, and
@@ -106,8 +120,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
     // ids, futex ops, advice) use only their low 32 bits, as on Linux.
     let int = |v: u64| v as u32 as u64;
     let result = match frame.rax {
+        // fds from 3 are files (`fs.rs`); 0-2 the console (`io.rs`).
+        nr::READ if int(a[0]) >= 3 => fs::read(int(a[0]), a[1], a[2]),
         nr::READ => io::read(int(a[0]), a[1], a[2]),
+        nr::WRITE if int(a[0]) >= 3 => fs::write(int(a[0]), a[1], a[2]),
         nr::WRITE => io::write(int(a[0]), a[1], a[2]),
+        nr::WRITEV if int(a[0]) >= 3 => fs::writev(int(a[0]), a[1], int(a[2])),
         nr::WRITEV => io::writev(int(a[0]), a[1], int(a[2])),
         nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], int(a[4]), a[5]),
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
@@ -143,6 +161,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::SCHED_GETAFFINITY => startup::sched_getaffinity(int(a[0]), int(a[1]), a[2]),
         nr::GETCPU => startup::getcpu(a[0], a[1], a[2]),
         nr::CLOCK_NANOSLEEP => startup::clock_nanosleep(int(a[0]), int(a[1]), a[2], a[3]),
+        nr::OPEN => fs::open(a[0], int(a[1]), int(a[2])),
+        nr::OPENAT => fs::openat(int(a[0]), a[1], int(a[2]), int(a[3])),
+        nr::CLOSE => fs::close(int(a[0])),
+        nr::FSTAT => fs::fstat(int(a[0]), a[1]),
+        nr::LSEEK => fs::lseek(int(a[0]), a[1], int(a[2])),
+        nr::PREAD64 => fs::pread64(int(a[0]), a[1], a[2], a[3]),
         number => {
             report_unimplemented(number);
             Err(Errno::ENOSYS)

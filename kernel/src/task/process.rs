@@ -47,10 +47,17 @@ pub fn debug_dump() {
     }
 }
 
+/// Every process still alive (for /proc).
+pub fn live() -> Vec<Arc<Process>> {
+    PROCESSES.lock().iter().filter_map(|p| p.upgrade()).collect()
+}
+
 pub struct Process {
     pub pid: u32,
     pub parent_pid: u32,
     pub mm: Arc<AddressSpace>,
+    /// Open files from fd 3 up (0-2 are the console).
+    pub files: crate::fs::FdTable,
     /// Threads that have not exited yet.
     threads: SpinLock<Vec<Arc<Thread>>>,
     /// Every thread ever started, weakly (diagnostics of late teardown).
@@ -80,6 +87,7 @@ impl Process {
             pid: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             parent_pid,
             mm: Arc::new(mm),
+            files: crate::fs::FdTable::new(),
             threads: SpinLock::new(Vec::new()),
             all_threads: SpinLock::new(Vec::new()),
             thread_objects: AtomicUsize::new(0),

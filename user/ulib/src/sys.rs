@@ -11,10 +11,15 @@ use crate::errno::Errno;
 pub mod nr {
     pub const READ: usize = 0;
     pub const WRITE: usize = 1;
+    pub const OPEN: usize = 2;
+    pub const CLOSE: usize = 3;
+    pub const FSTAT: usize = 5;
+    pub const LSEEK: usize = 8;
     pub const MMAP: usize = 9;
     pub const MPROTECT: usize = 10;
     pub const MUNMAP: usize = 11;
     pub const BRK: usize = 12;
+    pub const PREAD64: usize = 17;
     pub const WRITEV: usize = 20;
     pub const SCHED_YIELD: usize = 24;
     pub const MADVISE: usize = 28;
@@ -23,13 +28,16 @@ pub mod nr {
     pub const CLONE: usize = 56;
     pub const EXIT: usize = 60;
     pub const UNAME: usize = 63;
+    pub const MKDIR: usize = 83;
     pub const GETPPID: usize = 110;
     pub const ARCH_PRCTL: usize = 158;
+    pub const MOUNT: usize = 165;
     pub const GETTID: usize = 186;
     pub const FUTEX: usize = 202;
     pub const SET_TID_ADDRESS: usize = 218;
     pub const CLOCK_GETTIME: usize = 228;
     pub const EXIT_GROUP: usize = 231;
+    pub const OPENAT: usize = 257;
 }
 
 pub const PROT_NONE: usize = 0;
@@ -237,6 +245,95 @@ pub fn writev(fd: i32, iov: &[IoVec]) -> Result<usize, Errno> {
     // SAFETY: the kernel only reads the iovecs and the memory they describe
     // (and reports EFAULT for pointers that are not readable).
     check(unsafe { syscall(nr::WRITEV, &[fd as usize, iov.as_ptr() as usize, iov.len()]) })
+}
+
+pub const O_RDONLY: usize = 0;
+pub const O_WRONLY: usize = 1;
+pub const O_RDWR: usize = 2;
+pub const O_CREAT: usize = 0o100;
+pub const O_EXCL: usize = 0o200;
+pub const O_DIRECTORY: usize = 0o200000;
+pub const O_CLOEXEC: usize = 0o2000000;
+pub const AT_FDCWD: i32 = -100;
+pub const SEEK_SET: usize = 0;
+pub const SEEK_CUR: usize = 1;
+pub const SEEK_END: usize = 2;
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFCHR: u32 = 0o020000;
+
+/// openat(2); `path` must end in a NUL byte.
+pub fn openat(dirfd: i32, path: &[u8], flags: usize) -> Result<usize, Errno> {
+    assert_eq!(path.last(), Some(&0), "paths end in NUL");
+    // SAFETY: the kernel only reads the path.
+    check(unsafe { syscall(nr::OPENAT, &[dirfd as usize, path.as_ptr() as usize, flags, 0]) })
+}
+
+/// open(2); `path` must end in a NUL byte.
+pub fn open(path: &[u8], flags: usize) -> Result<usize, Errno> {
+    assert_eq!(path.last(), Some(&0), "paths end in NUL");
+    // SAFETY: the kernel only reads the path.
+    check(unsafe { syscall(nr::OPEN, &[path.as_ptr() as usize, flags, 0]) })
+}
+
+pub fn close(fd: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory is involved.
+    check(unsafe { syscall(nr::CLOSE, &[fd]) })
+}
+
+pub fn lseek(fd: usize, offset: i64, whence: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory is involved.
+    check(unsafe { syscall(nr::LSEEK, &[fd, offset as usize, whence]) })
+}
+
+pub fn pread(fd: usize, buf: &mut [u8], offset: i64) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf, which we own.
+    check(unsafe { syscall(nr::PREAD64, &[fd, buf.as_mut_ptr() as usize, buf.len(), offset as usize]) })
+}
+
+/// x86_64 `struct stat`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub pad0: u32,
+    pub rdev: u64,
+    pub size: i64,
+    pub blksize: i64,
+    pub blocks: i64,
+    pub times: [u64; 6],
+    pub unused: [i64; 3],
+}
+
+pub fn fstat(fd: usize) -> Result<Stat, Errno> {
+    let mut st = Stat::default();
+    // SAFETY: the kernel writes one struct stat into `st`, which we own.
+    check(unsafe { syscall(nr::FSTAT, &[fd, &mut st as *mut Stat as usize]) })?;
+    Ok(st)
+}
+
+/// mkdir(2); `path` must end in a NUL byte.
+pub fn mkdir(path: &[u8], mode: usize) -> Result<usize, Errno> {
+    assert_eq!(path.last(), Some(&0), "paths end in NUL");
+    // SAFETY: the kernel only reads the path.
+    check(unsafe { syscall(nr::MKDIR, &[path.as_ptr() as usize, mode]) })
+}
+
+/// mount(2) without data; every string must end in a NUL byte.
+pub fn mount(source: &[u8], target: &[u8], fstype: &[u8], flags: usize) -> Result<usize, Errno> {
+    for s in [source, target, fstype] {
+        assert_eq!(s.last(), Some(&0), "strings end in NUL");
+    }
+    // SAFETY: the kernel only reads the strings; mounting changes no memory of ours.
+    check(unsafe {
+        syscall(nr::MOUNT, &[source.as_ptr() as usize, target.as_ptr() as usize, fstype.as_ptr() as usize, flags, 0])
+    })
 }
 
 /// Ends the calling thread only (the process ends with its last thread).
