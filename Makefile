@@ -29,7 +29,7 @@ IMAGE  ?= target/kernel.img
 # SMP configurations the test suite boots the kernel unit tests under.
 TEST_SMP ?= 4
 
-.PHONY: all run test lint host-test model-test stress image clean setup toolchain qemu musl build user profile
+.PHONY: all run test lint host-test model-test stress bench image clean setup toolchain qemu musl build user profile
 
 all: build
 
@@ -93,7 +93,7 @@ lint: toolchain
 	cargo fmt --all -- --check
 	cd user && cargo fmt --all -- --check
 	cargo clippy -p kernel --target $(KARCH) --lib --bins --tests -- -D warnings
-	cargo clippy -p boot -p e2e --target $(HOST) --all-targets -- -D warnings
+	cargo clippy -p boot -p e2e -p bench --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(KARCH) -- -D warnings
 	cargo clippy -p mmsync --target $(HOST) --all-targets -- -D warnings
@@ -129,6 +129,17 @@ N ?= 20
 stress: setup user
 	@$(MAKE) --no-print-directory build PROFILE=dev
 	N=$(N) J=$(or $(J),1) SMP="$(if $(filter command line,$(origin SMP)),$(SMP),2 4)" tests/stress.sh
+
+# Not part of `make test`: the benchmark programs on the release kernel on
+# 1, 2 and 4 CPUs in both lock modes, 3 runs each (QUICK=1: one shorter run,
+# under 3 minutes); LINUX=1 adds Linux 6.12 (fetched and cached by
+# bench/fetch-linux.sh). Tables on stdout; target/bench/results.json and
+# SVG plots. BENCH_ARGS passes more options (e.g. --runs 5, --cpus 1,2).
+bench: setup user
+	cargo build -p boot -p bench --target $(HOST)
+	cargo build -p kernel --bin kernel --target $(KARCH) --release
+	@target/$(HOST)/debug/bench --boot $(BOOT) --kernel target/$(KARCH)/release/kernel \
+		$(if $(QUICK),--quick) $(if $(LINUX),--linux "$$(bench/fetch-linux.sh)") $(BENCH_ARGS)
 
 clean:
 	cargo clean
