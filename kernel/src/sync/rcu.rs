@@ -400,11 +400,11 @@ impl<T: Send + Sync + 'static> RcuArc<T> {
     /// The current value, for as long as the read section lasts.
     pub fn read<'a>(&'a self, _guard: &'a RcuReadGuard) -> &'a T {
         let ptr = self.ptr.load(Ordering::Acquire);
-        // SAFETY: `ptr` came from `Arc::into_raw` and the count it carries is
-        // given up only by `replace`, through `call_rcu`, which waits until
-        // every read section that exists now (ours: the guard is live for
-        // 'a and pins us) has ended, or by `drop`, which needs `&mut self`
-        // and so no borrow of `self` like ours. The object lives for 'a.
+        // The count `ptr` carries is given up only by `replace`, through
+        // `call_rcu`, which waits until every read section that exists now
+        // (ours: the guard is live for 'a and pins us) has ended, or by
+        // `drop`, which needs `&mut self` and so no borrow like ours.
+        // SAFETY: `ptr` came from `Arc::into_raw`; the object lives for 'a.
         unsafe { &*ptr }
     }
 
