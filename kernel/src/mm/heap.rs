@@ -36,8 +36,7 @@ struct HeapState {
     small: SizeClasses,
 }
 
-/// Blocks of at most `MAX_SMALL` bytes (8 KiB: a TlbGather's frame list of 512
-/// pages is 4 KiB) come from one free list per power-of-two
+/// Blocks of at most `MAX_SMALL` bytes come from one free list per power-of-two
 /// size: O(1) to take and to give back. `linked_list_allocator`'s first fit
 /// walks its list of holes, and a kernel that frees through RCU (a grace
 /// period later, interleaved with new allocations) leaves thousands of them:
@@ -53,9 +52,9 @@ struct SizeClasses {
 }
 
 const MIN_SMALL: usize = 16;
-const MAX_SMALL: usize = 8192;
+const MAX_SMALL: usize = 2048;
 const CLASSES: usize = (MAX_SMALL / MIN_SMALL).trailing_zeros() as usize + 1;
-const SLAB: usize = 64 * 1024;
+const SLAB: usize = 16 * 1024;
 
 impl SizeClasses {
     const fn new() -> Self {
@@ -318,7 +317,7 @@ mod tests {
         let before = stats().used;
         let mut blocks: Vec<(*mut u8, Layout)> = Vec::new();
         for round in 0..300usize {
-            for size in [1usize, 8, 24, 100, 512, 700, 2048, 4096, 8000] {
+            for size in [1usize, 8, 24, 100, 512, 700, 2048] {
                 let align = if round % 2 == 0 { 8 } else { size.next_power_of_two().min(64) };
                 let layout = Layout::from_size_align(size, align).unwrap();
                 // SAFETY: a non-zero-sized layout; the block is written only
