@@ -394,6 +394,12 @@ mod tests {
         *SPACE.lock() = None;
         drop(mm);
         rcu::rcu_barrier();
+        // The zappers' kernel stacks go once their CPUs have switched away
+        // from them, a moment after they said they were done.
+        let deadline = crate::arch::time::now_ns() + 10_000_000_000;
+        while crate::mm::addrspace::frames_in_use() != before && crate::arch::time::now_ns() < deadline {
+            timer::sleep_ns(1_000_000);
+        }
         assert_eq!(crate::mm::addrspace::frames_in_use(), before);
     }
 
