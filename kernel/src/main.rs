@@ -101,10 +101,12 @@ fn run_init() -> u8 {
     let tlb = &kernel::arch::tlb::STATS;
     let get = |counter: &core::sync::atomic::AtomicU64| counter.load(core::sync::atomic::Ordering::Relaxed);
     log::info!(
-        "tlb: {} shootdowns, {} IPIs, {} pages flushed by invlpg, {} full flushes; a remote flush took {} TSC \
-         cycles on average",
+        "tlb: {} shootdowns, {} IPIs, {} lazy CPUs skipped ({} caught up), {} pages flushed by invlpg, {} full \
+         flushes; a remote flush took {} TSC cycles on average",
         get(&tlb.shootdowns),
         get(&tlb.ipis),
+        get(&tlb.skipped_lazy),
+        get(&tlb.lazy_catchups),
         get(&tlb.invlpg_pages),
         get(&tlb.full_flushes),
         get(&tlb.remote_wait_cycles) / get(&tlb.remote_waits).max(1)

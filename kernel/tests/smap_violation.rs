@@ -10,7 +10,7 @@
 #![no_main]
 
 use bootloader_api::{entry_point, BootInfo};
-use kernel::mm::addrspace::{self, AddressSpace, MmapRequest, Prot};
+use kernel::mm::addrspace::{AddressSpace, MmapRequest, Prot};
 use kernel::println;
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -32,7 +32,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     mm.mmap(&request).expect("mmap a user page");
     mm.write_bytes(USER_PAGE, &0x5eed_u64.to_le_bytes()).expect("fill the user page");
     let _ = kernel::arch::disable_interrupts();
-    addrspace::switch(None, Some(&mm));
+    kernel::mm::lazy_tlb::switch(Some(&mm));
     // SAFETY: deliberately wrong: the page is mapped (and present) in the
     // loaded address space, but the kernel must only read user memory
     // through uaccess; the test checks the panic that follows.

@@ -10,7 +10,7 @@
 #![no_main]
 
 use bootloader_api::{entry_point, BootInfo};
-use kernel::mm::addrspace::{self, AddressSpace, MmapRequest, Prot};
+use kernel::mm::addrspace::{AddressSpace, MmapRequest, Prot};
 use kernel::println;
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -33,7 +33,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     // `ret`: if it runs, the call below simply returns.
     mm.write_bytes(USER_PAGE, &[0xc3]).expect("fill the user page");
     let _ = kernel::arch::disable_interrupts();
-    addrspace::switch(None, Some(&mm));
+    kernel::mm::lazy_tlb::switch(Some(&mm));
     // SAFETY: deliberately wrong: the page is mapped, present and holds a
     // `ret`, but the kernel must never run user code; the test checks the
     // panic that follows.

@@ -27,7 +27,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::{Page, PageTableFlags};
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -37,7 +36,6 @@ use super::paging::{kernel_page_table, PageTable, ADDR_MASK};
 use super::tlb::TlbGather;
 use super::vma::{MmapReadGuard, MmapWriteGuard, VmaLockHeld, VmaTree};
 use crate::arch::ipi::CpuSet;
-use crate::arch::percpu;
 use crate::sync::rcu::RcuArc;
 use crate::sync::RwSem;
 
@@ -76,6 +74,10 @@ pub struct MmStats {
     /// VMAs write-locked by changes (each once per write section).
     pub vmas_write_locked: AtomicU64,
     pub shootdowns: AtomicU64,
+    /// Flush IPIs this space's changes sent to other CPUs, and the lazy
+    /// CPUs they did not need to interrupt (`lazy_tlb.rs`).
+    pub ipis: AtomicU64,
+    pub skipped_lazy: AtomicU64,
     /// Page-table pages freed by munmap and brk (teardown not counted).
     pub tables_freed: AtomicU64,
 }
@@ -93,11 +95,13 @@ impl MmStats {
             mmap_lock_forced: AtomicU64::new(0),
             vmas_write_locked: AtomicU64::new(0),
             shootdowns: AtomicU64::new(0),
+            ipis: AtomicU64::new(0),
+            skipped_lazy: AtomicU64::new(0),
             tables_freed: AtomicU64::new(0),
         }
     }
 
-    fn counters(&self) -> [&AtomicU64; 11] {
+    fn counters(&self) -> [&AtomicU64; 13] {
         [
             &self.faults,
             &self.vma_lock_success,
@@ -109,6 +113,8 @@ impl MmStats {
             &self.mmap_lock_forced,
             &self.vmas_write_locked,
             &self.shootdowns,
+            &self.ipis,
+            &self.skipped_lazy,
             &self.tables_freed,
         ]
     }
@@ -136,7 +142,7 @@ impl core::fmt::Display for MmStats {
             f,
             "{faults} faults, {success} under the VMA lock ({percent:.1}%), {} under the mmap lock ({} forced); \
              VMA-lock lookups: {} write-locked, {} detached, {} retries, {} misses; {} VMAs write-locked, \
-             {} shootdowns, {} page tables freed",
+             {} shootdowns, {} IPIs, {} lazy CPUs skipped, {} page tables freed",
             get(&self.mmap_lock_faults),
             get(&self.mmap_lock_forced),
             get(&self.vma_lock_abort_locked),
@@ -145,6 +151,8 @@ impl core::fmt::Display for MmStats {
             get(&self.vma_lock_misses),
             get(&self.vmas_write_locked),
             get(&self.shootdowns),
+            get(&self.ipis),
+            get(&self.skipped_lazy),
             get(&self.tables_freed),
         )
     }
@@ -162,8 +170,9 @@ pub struct AddressSpace {
     pub(super) lock_seq: super::vma::LockSeq,
     /// The VMA tree as RCU readers see it.
     pub(super) published: RcuArc<VmaTree>,
-    /// CPUs that have this page table loaded.
-    cpus: AtomicU64,
+    /// CPUs that have this page table loaded, running it or lazily
+    /// (`lazy_tlb.rs`).
+    pub(super) cpus: AtomicU64,
     pub stats: MmStats,
 }
 
@@ -252,7 +261,8 @@ impl AddressSpace {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
-        debug_assert!(self.cpus().is_empty(), "an address space is dropped while loaded");
+        // CPUs idling on this table (lazy TLB) must leave it before it goes.
+        super::lazy_tlb::unload_everywhere(self);
         let mut gather = TlbGather::new();
         let tree = core::mem::take(&mut self.mmap_lock.write().tree);
         for vma in tree.iter() {
@@ -269,32 +279,6 @@ impl Drop for AddressSpace {
     }
 }
 
-/// Loads `next`'s page table on this CPU (or the kernel's, for kernel
-/// threads) and moves this CPU between the spaces' `cpus` sets.
-pub fn switch(prev: Option<&AddressSpace>, next: Option<&AddressSpace>) {
-    if let (Some(a), Some(b)) = (prev, next) {
-        if core::ptr::eq(a, b) {
-            return;
-        }
-    }
-    let bit = 1u64 << percpu::cpu_id();
-    let root = match next {
-        Some(next) => {
-            next.cpus.fetch_or(bit, Ordering::SeqCst);
-            next.page_table.root()
-        }
-        None => kernel_page_table().root(),
-    };
-    if Cr3::read().0 != root {
-        // SAFETY: every page table shares the kernel half, so the code and
-        // stack we run on stay mapped across the switch.
-        unsafe { Cr3::write(root, Cr3Flags::empty()) };
-    }
-    if let Some(prev) = prev {
-        prev.cpus.fetch_and(!bit, Ordering::SeqCst);
-    }
-}
-
 /// Frames in use, for leak checks around a process's life: all allocated
 /// frames but those the kernel keeps for itself once it has them (the heap,
 /// which never shrinks, and the kernel's own page tables, e.g. those of the
@@ -308,7 +292,10 @@ mod tests {
     use alloc::sync::Arc;
 
     use super::*;
+    use crate::arch::percpu;
+    use crate::mm::lazy_tlb::switch;
     use crate::sync::SpinLock;
+    use x86_64::registers::control::Cr3;
 
     const RW: Prot = Prot::READ.union(Prot::WRITE);
 
@@ -502,12 +489,12 @@ mod tests {
         crate::arch::ipi::call_async(
             CpuSet::single(held),
             alloc::boxed::Box::new(move || {
-                switch(None, Some(&on_held));
+                switch(Some(&on_held));
                 HOLDING.store(true, Ordering::SeqCst);
                 while HOLD_CPU.load(Ordering::SeqCst) {
                     core::hint::spin_loop();
                 }
-                switch(Some(&on_held), None);
+                switch(None);
             }),
         );
         while !HOLDING.load(Ordering::SeqCst) {
@@ -554,36 +541,92 @@ mod tests {
         assert_eq!(mm.page_table.user_table_count(), baseline);
     }
 
+    /// The flush IPIs `mm`'s changes sent, and the lazy CPUs they skipped.
+    fn flush_counts(mm: &AddressSpace) -> (u64, u64) {
+        (mm.stats.ipis.load(Ordering::SeqCst), mm.stats.skipped_lazy.load(Ordering::SeqCst))
+    }
+
+    /// Every online CPU but this one (the caller is pinned).
+    fn other_cpus() -> CpuSet {
+        let mut set = crate::arch::ipi::online();
+        set.remove(percpu::cpu_id());
+        set
+    }
+
     #[test_case]
-    fn a_munmap_interrupts_exactly_the_other_cpus_that_have_the_space_loaded() {
-        use crate::arch::tlb::STATS;
+    fn a_munmap_interrupts_exactly_the_other_cpus_that_run_the_space() {
         let mm = Arc::new(AddressSpace::new().unwrap());
+        // A neighbour keeps the page tables, so no munmap below frees one
+        // (which would interrupt lazy CPUs too).
+        let keep = mm.mmap(&anon(0x40_0000_0000, PAGE, true)).unwrap();
+        mm.fault(keep, Access::Write).unwrap();
         let unmap_one_page = || {
-            let base = mm.mmap(&anon(0, PAGE, false)).unwrap();
+            let base = mm.mmap(&anon(keep + PAGE, PAGE, true)).unwrap();
             mm.fault(base, Access::Write).unwrap();
-            let before = STATS.ipis.load(Ordering::SeqCst);
+            let before = flush_counts(&mm);
             mm.munmap(base, PAGE).unwrap();
-            STATS.ipis.load(Ordering::SeqCst) - before
+            assert_eq!(mm.stats.tables_freed.load(Ordering::SeqCst), 0, "the neighbour keeps the tables");
+            let after = flush_counts(&mm);
+            (after.0 - before.0, after.1 - before.1)
         };
-        assert_eq!(unmap_one_page(), 0, "loaded nowhere: nothing to flush");
+        assert_eq!(unmap_one_page(), (0, 0), "loaded nowhere: nothing to flush");
         // Loaded here only (a single-threaded process): a local flush, no IPI.
         // Pinned so that "here" stays one CPU; the mmap lock is ours alone,
         // so taking it never sleeps.
         let _pinned = percpu::PreemptGuard::new();
-        let me = percpu::cpu_id();
-        switch(None, Some(&mm));
-        assert_eq!(unmap_one_page(), 0, "loaded only here");
-        // Loaded on every other CPU too (they keep it while they idle: kernel
-        // threads do not switch page tables): one IPI to each, no more.
-        let others: CpuSet = {
-            let mut set = crate::arch::ipi::online();
-            set.remove(me);
-            set
-        };
-        crate::arch::ipi::call_on(others, &|| switch(None, Some(&mm)));
-        assert_eq!(unmap_one_page(), others.len() as u64, "one IPI per other CPU with the space loaded");
-        crate::arch::ipi::call_on(others, &|| switch(Some(&mm), None));
-        switch(Some(&mm), None);
+        switch(Some(&mm));
+        assert_eq!(unmap_one_page(), (0, 0), "loaded only here");
+        // Loaded on every other CPU too: one IPI to each, no more. A CPU
+        // that switches threads meanwhile turns lazy and is skipped instead.
+        let others = other_cpus();
+        crate::arch::ipi::call_on(others, &|| switch(Some(&mm)));
+        let (ipis, skipped) = unmap_one_page();
+        assert_eq!(ipis + skipped, others.len() as u64, "one IPI per other CPU with the space loaded");
+        crate::arch::ipi::call_on(others, &|| switch(None));
+        switch(None);
+    }
+
+    #[test_case]
+    fn lazy_cpus_are_not_interrupted_and_flush_when_they_come_back() {
+        use crate::arch::tlb::STATS;
+        use crate::mm::lazy_tlb::lazy_cpus;
+        let mm = Arc::new(AddressSpace::new().unwrap());
+        // Both pages in one page table (2 MiB aligned), so that the first
+        // munmap frees no table.
+        let keep = mm.mmap(&anon(0x40_0000_0000, 2 * PAGE, true)).unwrap();
+        let page = keep + PAGE;
+        mm.fault(keep, Access::Write).unwrap();
+        mm.fault(page, Access::Write).unwrap();
+        let _pinned = percpu::PreemptGuard::new();
+        let others = other_cpus();
+        // Each other CPU runs the space, then a kernel thread: lazy.
+        crate::arch::ipi::call_on(others, &|| {
+            switch(Some(&mm));
+            switch(None);
+        });
+        assert_eq!(lazy_cpus(&mm), others);
+        let before = flush_counts(&mm);
+        mm.munmap(page, PAGE).unwrap();
+        let after = flush_counts(&mm);
+        assert_eq!(after.0 - before.0, 0, "no IPI to a lazy CPU");
+        assert_eq!(after.1 - before.1, others.len() as u64, "each lazy CPU skipped once");
+        // Back to the space: each skipped CPU flushes everything first.
+        let catchups = STATS.lazy_catchups.load(Ordering::SeqCst);
+        crate::arch::ipi::call_on(others, &|| switch(Some(&mm)));
+        assert_eq!(STATS.lazy_catchups.load(Ordering::SeqCst) - catchups, others.len() as u64);
+        // A munmap that frees page tables interrupts lazy CPUs as well: their
+        // page walkers may still hold the tables.
+        crate::arch::ipi::call_on(others, &|| switch(None));
+        let before = flush_counts(&mm);
+        mm.munmap(keep, PAGE).unwrap();
+        assert!(mm.stats.tables_freed.load(Ordering::SeqCst) > 0, "the last mapping's tables go");
+        assert_eq!(flush_counts(&mm).0 - before.0, others.len() as u64, "every CPU with the tables loaded");
+        // The last reference sends the lazy CPUs back to the kernel's table.
+        let root = mm.page_table.root();
+        drop(mm);
+        for (cpu, loaded) in crate::arch::ipi::run_on_each(others, Cr3::read) {
+            assert_ne!(loaded.0, root, "CPU {cpu} still has a dropped space's table loaded");
+        }
     }
 
     #[test_case]

@@ -9,6 +9,7 @@ pub mod frame;
 pub mod heap;
 pub mod kstack;
 pub mod layout;
+pub mod lazy_tlb;
 mod madvise;
 mod mmap;
 mod mprotect;

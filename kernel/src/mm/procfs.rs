@@ -70,12 +70,12 @@ fn sum(live: &[&AddressSpace], field: impl Fn(&MmStats) -> &AtomicU64) -> u64 {
 
 /// `/proc/vmstat`: `name value` lines. `pgfault` and the `vma_lock_*`
 /// counters have Linux's names and meanings (the latter are Linux's
-/// CONFIG_PER_VMA_LOCK_STATS events); `tlb_shootdowns`, `tlb_ipis`,
+/// CONFIG_PER_VMA_LOCK_STATS events); `tlb_shootdowns`, `tlb_ipis`, `tlb_skipped_lazy`, `tlb_lazy_catchups`,
 /// `rcu_grace_periods` and `pgtables_freed` are ours. `live` must hold every
 /// address space still alive, each once.
 pub fn vmstat(live: &[&AddressSpace]) -> String {
     let tlb = &crate::arch::tlb::STATS;
-    let rows: [(&str, u64); 9] = [
+    let rows: [(&str, u64); 11] = [
         ("pgfault", sum(live, |s| &s.faults)),
         ("vma_lock_success", sum(live, |s| &s.vma_lock_success)),
         ("vma_lock_abort", sum(live, |s| &s.vma_lock_abort_locked) + sum(live, |s| &s.vma_lock_abort_detached)),
@@ -83,6 +83,8 @@ pub fn vmstat(live: &[&AddressSpace]) -> String {
         ("vma_lock_miss", sum(live, |s| &s.vma_lock_misses)),
         ("tlb_shootdowns", tlb.shootdowns.load(Ordering::Relaxed)),
         ("tlb_ipis", tlb.ipis.load(Ordering::Relaxed)),
+        ("tlb_skipped_lazy", tlb.skipped_lazy.load(Ordering::Relaxed)),
+        ("tlb_lazy_catchups", tlb.lazy_catchups.load(Ordering::Relaxed)),
         ("rcu_grace_periods", crate::sync::rcu::stats().grace_periods),
         ("pgtables_freed", sum(live, |s| &s.tables_freed)),
     ];

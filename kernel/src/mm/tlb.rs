@@ -10,10 +10,11 @@ use x86_64::VirtAddr;
 
 use super::addrspace::AddressSpace;
 use super::frame::Frame;
+use super::lazy_tlb::flush_targets;
 use super::pages::PAGE;
 use super::vma::{Vma, VmaLockHeld};
 use crate::arch::percpu;
-use crate::arch::tlb::{shootdown, FlushScope};
+use crate::arch::tlb::{shootdown, FlushScope, STATS};
 
 /// Whether replacing entry `old` by `new` takes a right away (presence,
 /// write or execute), so that CPUs caching `old` must flush it.
@@ -61,7 +62,8 @@ impl TlbGather {
         self.pages += 1;
     }
 
-    /// Flushes every CPU that has `mm` loaded, then frees. `_held` borrows
+    /// Flushes every CPU that runs `mm` (lazy ones catch up when they come
+    /// back, unless tables were freed: see `lazy_tlb.rs`), then frees. `_held` borrows
     /// the lock under which the entries were changed (the mmap lock or the
     /// VMA's read lock), so the flush is done before that lock is released:
     /// a second munmap of the same range cannot return while another CPU
@@ -77,11 +79,15 @@ impl TlbGather {
             } else {
                 FlushScope::All
             };
-            // Pinned: the set of CPUs to flush is "every one but this one".
+            // Pinned: "this CPU" in the targets and in the flush is one CPU.
             let _guard = percpu::PreemptGuard::new();
-            let cpus = mm.cpus();
+            let (cpus, skipped) = flush_targets(mm, !self.tables.is_empty());
+            STATS.skipped_lazy.fetch_add(skipped as u64, Ordering::Relaxed);
+            mm.stats.skipped_lazy.fetch_add(skipped as u64, Ordering::Relaxed);
             if !cpus.is_empty() {
+                let others = cpus.len() - usize::from(cpus.contains(percpu::cpu_id()));
                 mm.stats.shootdowns.fetch_add(1, Ordering::Relaxed);
+                mm.stats.ipis.fetch_add(others as u64, Ordering::Relaxed);
                 shootdown(cpus, scope);
             }
             mm.stats.tables_freed.fetch_add(self.tables.len() as u64, Ordering::Relaxed);

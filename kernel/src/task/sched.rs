@@ -349,7 +349,7 @@ fn switch_to(cpu: usize, prev: Arc<Thread>, next: Arc<Thread>) {
     }
     // Borrowed, not cloned: nothing on this stack may hold a reference
     // across the switch (an exiting thread never comes back to drop it).
-    crate::mm::addrspace::switch(prev.process.as_ref().map(|p| &*p.mm), next.process.as_ref().map(|p| &*p.mm));
+    crate::mm::lazy_tlb::switch(next.process.as_ref().map(|p| &*p.mm));
     let top = next.kernel_stack_top();
     if top.as_u64() != 0 {
         let this = percpu::current();

@@ -90,6 +90,11 @@ pub struct TlbStats {
     /// spent from sending the IPIs until the last CPU had flushed.
     pub remote_waits: AtomicU64,
     pub remote_wait_cycles: AtomicU64,
+    /// CPUs a flush left alone because they had the space loaded only
+    /// lazily (running a kernel thread), and the full flushes such CPUs did
+    /// when they came back to it (`mm/lazy_tlb.rs`).
+    pub skipped_lazy: AtomicU64,
+    pub lazy_catchups: AtomicU64,
 }
 
 pub static STATS: TlbStats = TlbStats {
@@ -99,4 +104,6 @@ pub static STATS: TlbStats = TlbStats {
     full_flushes: AtomicU64::new(0),
     remote_waits: AtomicU64::new(0),
     remote_wait_cycles: AtomicU64::new(0),
+    skipped_lazy: AtomicU64::new(0),
+    lazy_catchups: AtomicU64::new(0),
 };
