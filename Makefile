@@ -26,8 +26,9 @@ BOOT   := target/$(HOST)/debug/boot
 PROFILE ?= release
 KERNEL := target/$(KARCH)/$(if $(filter dev,$(PROFILE)),debug,release)/kernel
 IMAGE  ?= target/kernel.img
-# SMP configurations the test suite boots the kernel unit tests under.
-TEST_SMP ?= 4
+# CPU counts the test suite boots the kernel unit tests under (several of
+# them need a second CPU; programs run on 1 CPU too, in tests/programs.rs).
+TEST_SMP ?= 2 4
 
 .PHONY: all run test lint host-test model-test stress bench image clean setup toolchain qemu musl build user profile
 
@@ -119,7 +120,8 @@ model-test: toolchain
 # boots in QEMU through the cargo runner), then the end-to-end tests in tests/.
 test: setup lint host-test model-test user
 	cargo test -p boot --target $(HOST)
-	SMP=$(TEST_SMP) cargo test -p kernel --target $(KARCH)
+	set -e; for n in $(TEST_SMP); do echo "== kernel unit tests, SMP=$$n"; SMP=$$n cargo test -p kernel --target $(KARCH) --lib; done
+	SMP=4 cargo test -p kernel --target $(KARCH) --test '*'
 	cargo test -p e2e --target $(HOST)
 
 # Not part of `make test`: boots the hang reproducer and the fuzzers many
