@@ -1,6 +1,6 @@
 //! A process's address space: its VMAs, its page table, and the CPUs that
 //! have it loaded. The operations live one per file beside this one:
-//! `mmap.rs`, `munmap.rs`, `mprotect.rs`, `madvise.rs`, `brk.rs`, each an
+//! `mmap.rs`, `munmap.rs`, `mprotect.rs`, `mremap.rs`, `madvise.rs`, `brk.rs`, each an
 //! `impl AddressSpace`; the VMAs in `vma.rs`; the gather in `tlb.rs`.
 //!
 //! Which lock guards which field (the VMAs' own are in `vma/mod.rs`; the
@@ -40,6 +40,7 @@ use crate::sync::rcu::RcuArc;
 use crate::sync::RwSem;
 
 pub use super::mmap::MmapRequest;
+pub use super::mremap::MremapRequest;
 pub use super::vma::{Access, Advice, Backing, FaultError, MapError, Prot, SharedMemory, Vma, VmaMap, MAX_MAP_COUNT};
 
 pub use super::pages::PAGE;
@@ -259,6 +260,25 @@ impl AddressSpace {
     }
 }
 
+#[cfg(test)]
+impl AddressSpace {
+    /// The `len` bytes at `addr` (within one page), if it is mapped: for
+    /// tests that check what a page holds without running in the space.
+    pub(super) fn read_bytes(&self, addr: u64, len: usize) -> Option<alloc::vec::Vec<u8>> {
+        let map = self.read_lock();
+        let value = self.pte(addr, false, &map)?.load(Ordering::Acquire);
+        if value & PageTableFlags::PRESENT.bits() == 0 || (addr % PAGE) as usize + len > PAGE as usize {
+            return None;
+        }
+        let src = super::phys_to_virt(PhysAddr::new((value & ADDR_MASK) + addr % PAGE)).as_ptr::<u8>();
+        let mut bytes = alloc::vec![0; len];
+        // SAFETY: the frame is mapped in this space and `map` keeps it so;
+        // the physical map covers it and `len` bytes fit in the page.
+        unsafe { core::ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len) };
+        Some(bytes)
+    }
+}
+
 impl Drop for AddressSpace {
     fn drop(&mut self) {
         // CPUs idling on this table (lazy TLB) must leave it before it goes.
@@ -420,8 +440,8 @@ mod tests {
 
     #[test_case]
     fn freeing_a_large_shared_object_keeps_interrupts_on() {
-        let memory = SharedMemory::default();
         let pages = 32 * 1024; // 128 MiB: long enough to span several ticks
+        let memory = SharedMemory::new(pages);
         for index in 0..pages {
             memory.page(index).unwrap();
         }

@@ -12,7 +12,8 @@
 //!   up again. Every outcome is counted in `MmStats`.
 //!
 //! If it cannot be resolved, a user-mode fault kills the process with
-//! SIGSEGV (or SIGKILL when memory ran out) and a log line; a kernel-mode one
+//! SIGSEGV (SIGBUS past the end of a shared memory object, SIGKILL when
+//! memory ran out) and a log line, unless a handler takes the signal; a kernel-mode one
 //! is left to the copy's fix-up, which returns EFAULT.
 //!
 //! A kernel-mode fault on a user address anywhere else (not at the user-copy
@@ -134,39 +135,43 @@ fn user_fault(info: &PageFaultInfo, frame: &mut TrapFrame) -> FaultOutcome {
             }
         }
         Err(reason) if info.user => {
-            let (why, code) = match reason {
-                FaultError::NoMapping => ("no mapping at this address", signal::SEGV_MAPERR),
-                _ => ("the mapping's protection forbids it", signal::SEGV_ACCERR),
+            let (sig, why, code) = match reason {
+                FaultError::NoMapping => (Signal::Segv, "no mapping at this address", signal::SEGV_MAPERR),
+                FaultError::BeyondObject => {
+                    (Signal::Bus, "past the end of its shared memory object", signal::BUS_ADRERR)
+                }
+                _ => (Signal::Segv, "the mapping's protection forbids it", signal::SEGV_ACCERR),
             };
-            // A handler for SIGSEGV runs instead, if the thread has one.
-            let delivered = signal::deliver_fault(frame, &signal::SigInfo::fault(signal::SIGSEGV, code, addr));
+            // A handler for the signal runs instead, if the thread has one.
+            let delivered = signal::deliver_fault(frame, &signal::SigInfo::fault(sig as u32, code, addr));
             let frame_problem = match delivered {
                 Ok(()) => return FaultOutcome::Resolved,
                 Err(signal::NotDelivered::BadFrame(problem)) => Some(problem),
                 Err(signal::NotDelivered::NoHandler) => None,
             };
             log::warn!(
-                "pid {} (tid {}) killed by SIGSEGV: {} of {addr:#x}: {why} (rip {:#x}){}",
+                "pid {} (tid {}) killed by {}: {} of {addr:#x}: {why} (rip {:#x}){}",
                 process.pid,
                 thread.tid,
+                signal::name(sig as u32),
                 info.access(),
                 frame.rip,
                 FrameProblem(frame_problem)
             );
-            process.kill(Signal::Segv);
+            process.kill(sig);
             FaultOutcome::Killed
         }
         Err(_) => FaultOutcome::Unhandled,
     }
 }
 
-/// The log line's tail when a SIGSEGV handler exists but its frame could not be written.
+/// The log line's tail when a handler exists but its frame could not be written.
 struct FrameProblem(Option<signal::FrameError>);
 
 impl core::fmt::Display for FrameProblem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
-            Some(problem) => write!(f, "; its SIGSEGV handler could not run: {problem}"),
+            Some(problem) => write!(f, "; its handler could not run: {problem}"),
             None => Ok(()),
         }
     }

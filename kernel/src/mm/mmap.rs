@@ -8,7 +8,7 @@ use super::frame::Frame;
 use super::layout::USER_END;
 use super::pages::{self, PAGE};
 use super::tlb::TlbGather;
-use super::vma::{Access, Backing, MapError, Prot, SharedMemory, MAX_MAP_COUNT, MMAP_MIN, PTE_PROT_NONE};
+use super::vma::{Access, Backing, MapError, Prot, SharedMemory, MAX_MAP_COUNT, PTE_PROT_NONE};
 
 /// What an mmap call asks for, already decoded from flags.
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,12 +45,7 @@ impl AddressSpace {
             }
             start
         } else {
-            let hint = pages::round_down(request.addr);
-            if hint >= MMAP_MIN && pages::user_end(hint, len).is_some() && !map.overlaps(hint, hint + len) {
-                hint
-            } else {
-                map.find_free(len).ok_or(MapError::NoMemory)?
-            }
+            map.unmapped_area(request.addr, len).ok_or(MapError::NoMemory)?
         };
         let end = start + len;
         if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
@@ -59,7 +54,7 @@ impl AddressSpace {
         let mut gather = TlbGather::new();
         self.unmap_locked(&mut map, start, end, &mut gather);
         let backing = if request.shared {
-            Backing::Shared { memory: Arc::new(SharedMemory::default()), first_page: 0 }
+            Backing::Shared { memory: Arc::new(SharedMemory::new(len / PAGE)), first_page: 0 }
         } else {
             Backing::Private
         };

@@ -13,6 +13,7 @@ pub mod lazy_tlb;
 mod madvise;
 mod mmap;
 mod mprotect;
+mod mremap;
 mod munmap;
 pub mod pages;
 pub mod paging;

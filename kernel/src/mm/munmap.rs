@@ -16,14 +16,21 @@ impl AddressSpace {
     pub fn munmap(&self, start: u64, len: u64) -> Result<(), MapError> {
         let end = checked_range(start, len).ok_or(MapError::Invalid)?;
         let mut map = self.write_lock();
+        self.munmap_locked(&mut map, start, end)
+    }
+
+    /// munmap of the page-aligned range [start, end) under the write lock
+    /// (mremap unmaps with it too): removes the VMAs and their pages, frees
+    /// the tables no VMA needs, and flushes before it returns.
+    pub(super) fn munmap_locked(&self, map: &mut MmapWriteGuard, start: u64, end: u64) -> Result<(), MapError> {
         // Linux refuses only a split that would leave one VMA more than the limit.
         if map.splits_one_vma(start, end) && map.len() >= MAX_MAP_COUNT {
             return Err(MapError::NoMemory);
         }
         let mut gather = TlbGather::new();
-        self.unmap_locked(&mut map, start, end, &mut gather);
-        self.free_page_tables(&map, start, end, &mut gather);
-        gather.finish(self, &map);
+        self.unmap_locked(map, start, end, &mut gather);
+        self.free_page_tables(map, start, end, &mut gather);
+        gather.finish(self, map);
         Ok(())
     }
 
@@ -68,7 +75,7 @@ impl AddressSpace {
 }
 
 /// `start + len` page-rounded, if the range is aligned, non-empty and user space.
-fn checked_range(start: u64, len: u64) -> Option<u64> {
+pub(super) fn checked_range(start: u64, len: u64) -> Option<u64> {
     if !pages::is_aligned(start) || len == 0 {
         return None;
     }

@@ -18,7 +18,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::frame::Frame;
 use super::phys_to_virt;
-use super::vma::VmaLockHeld;
+use super::vma::{MmapWriteGuard, VmaLockHeld};
 
 pub use x86_64::structures::paging::PageTableFlags as Flags;
 
@@ -288,6 +288,58 @@ impl PageTable {
         if start < end {
             visit(self.root.start_address(), 4, 0, start, end, &mut f);
         }
+    }
+
+    /// Moves the user leaf entries of [from, from + len) to the same offsets
+    /// from `to` (mremap: the pages move, their data is not copied), and
+    /// tells `moved(old_addr, entry)` of each entry moved. The tables the
+    /// destination needs are made first, so the move itself cannot fail:
+    /// on OutOfMemory nothing has moved (the tables already made stay, for
+    /// the caller to free with the destination's floor and ceiling).
+    ///
+    /// Each entry is taken with one swap and stored into its empty
+    /// destination, so its frame is owned by exactly one entry throughout.
+    /// The caller flushes the old translations before it drops `_held`.
+    /// Caller's contract (why the write guard): the VMAs of both ranges are
+    /// write-locked (no fault or zap touches their entries meanwhile), the
+    /// ranges do not overlap, and the destination has no entries.
+    pub(crate) fn move_user_leaves(
+        &self,
+        (from, to, len): (u64, u64, u64),
+        _held: &MmapWriteGuard<'_>,
+        moved: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), MapError> {
+        let create = Some(intermediate_flags(PageTableFlags::USER_ACCESSIBLE));
+        let dest = |addr: u64| VirtAddr::new(addr - from + to);
+        let mut failed = None;
+        self.for_each_user_leaf(from, from + len, |addr, _| {
+            if failed.is_none() {
+                failed = self.walk(dest(addr), create, 1, true).err();
+            }
+        });
+        if let Some(err) = failed {
+            return Err(err.into());
+        }
+        self.for_each_user_leaf(from, from + len, |addr, entry| {
+            let Ok(target) = self.walk(dest(addr), None, 1, true) else {
+                // Made above and not freed since (that needs the write lock
+                // we hold): unreachable, and the entry stays where it is.
+                debug_assert!(false, "the destination table of {addr:#x} vanished");
+                return;
+            };
+            let value = entry.swap(0, Ordering::AcqRel);
+            if value == 0 {
+                return;
+            }
+            if target.compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                // The destination was not empty (the contract is broken): keep the page where it was.
+                debug_assert!(false, "mremap's destination {:#x} has an entry", dest(addr).as_u64());
+                entry.store(value, Ordering::Release);
+                return;
+            }
+            moved(addr, value);
+        });
+        Ok(())
     }
 
     /// Unlinks the user page tables that meet [start, end) and lie wholly in

@@ -1,9 +1,9 @@
-//! mmap, munmap, mprotect, madvise, brk: argument checks in Linux's order,
+//! mmap, munmap, mprotect, mremap, madvise, brk: argument checks in Linux's order,
 //! then `mm::addrspace`. Lengths and addresses are rounded and added only
 //! through `mm::pages`, whose helpers check every overflow.
 
 use super::{current_process, Errno, SysResult};
-use crate::mm::addrspace::{Advice, MapError, MmapRequest, Prot};
+use crate::mm::addrspace::{Advice, MapError, MmapRequest, MremapRequest, Prot};
 use crate::mm::frame;
 use crate::mm::pages::{self, PAGE};
 
@@ -32,6 +32,7 @@ impl From<MapError> for Errno {
             MapError::NoMemory => Errno::ENOMEM,
             MapError::Exists => Errno::EEXIST,
             MapError::Denied => Errno::EACCES,
+            MapError::Unmapped => Errno::EFAULT,
         }
     }
 }
@@ -118,6 +119,38 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
         return Err(Errno::ENOMEM);
     }
     Ok(0)
+}
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// mremap, with Linux's checks in Linux's order: the flags, then the
+/// address, then the lengths (page-aligned with wrap-around, as PAGE_ALIGN).
+pub fn mremap(addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> SysResult {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let may_move = flags & MREMAP_MAYMOVE != 0;
+    let fixed = flags & MREMAP_FIXED != 0;
+    let dont_unmap = flags & MREMAP_DONTUNMAP != 0;
+    if fixed && !may_move {
+        return Err(Errno::EINVAL);
+    }
+    // MREMAP_DONTUNMAP always moves, and never resizes (the raw lengths).
+    if dont_unmap && (!may_move || old_len != new_len) {
+        return Err(Errno::EINVAL);
+    }
+    if !pages::is_aligned(addr) {
+        return Err(Errno::EINVAL);
+    }
+    let align = |len: u64| len.wrapping_add(PAGE - 1) & !(PAGE - 1);
+    let (old_len, new_len) = (align(old_len), align(new_len));
+    if new_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let request = MremapRequest { old_addr: addr, old_len, new_len, may_move, fixed, dont_unmap, new_addr };
+    Ok(current_process().mm.mremap(&request)?)
 }
 
 const MADV_DONTNEED: u64 = 4;

@@ -69,6 +69,7 @@ pub mod nr {
     pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
+    pub const MREMAP: u64 = 25;
     pub const MADVISE: u64 = 28;
     pub const NANOSLEEP: u64 = 35;
     pub const GETPID: u64 = 39;
@@ -131,6 +132,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
         nr::MUNMAP => memory::munmap(a[0], a[1]),
         nr::BRK => memory::brk(a[0]),
+        nr::MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
         nr::MADVISE => memory::madvise(a[0], a[1], int(a[2])),
         nr::SCHED_YIELD => thread::sched_yield(),
         nr::NANOSLEEP => time::nanosleep(a[0], a[1]),

@@ -30,6 +30,7 @@ use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user, Ef
 use crate::sync::SpinLock;
 
 pub const SIGTRAP: u32 = 5;
+pub const SIGBUS: u32 = 7;
 pub const SIGKILL: u32 = 9;
 pub const SIGSEGV: u32 = 11;
 pub const SIGSTOP: u32 = 19;
@@ -56,6 +57,7 @@ pub const SI_KERNEL: i32 = 0x80;
 pub const SI_TKILL: i32 = -6;
 pub const SEGV_MAPERR: i32 = 1;
 pub const SEGV_ACCERR: i32 = 2;
+pub const BUS_ADRERR: i32 = 2;
 
 /// uc_flags Linux 6.12 sets on x86_64 (without XSAVE frames).
 const UC_SIGCONTEXT_SS: u64 = 0x2;

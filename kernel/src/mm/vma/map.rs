@@ -99,6 +99,19 @@ impl VmaMap {
     pub(in crate::mm) fn find_free(&self, len: u64) -> Option<u64> {
         self.tree.find_gap_top_down(MMAP_MIN, self.mmap_top, len)
     }
+
+    /// Where a mapping of `len` bytes goes without MAP_FIXED: at the page of
+    /// `hint` if that range is free (and not below MMAP_MIN), else the
+    /// highest free range (Linux's get_unmapped_area).
+    pub(in crate::mm) fn unmapped_area(&self, hint: u64, len: u64) -> Option<u64> {
+        let hint = crate::mm::pages::round_down(hint);
+        let fits = hint >= MMAP_MIN && crate::mm::pages::user_end(hint, len).is_some();
+        if fits && !self.overlaps(hint, hint + len) {
+            Some(hint)
+        } else {
+            self.find_free(len)
+        }
+    }
 }
 
 impl MmapWriteGuard<'_> {
@@ -149,6 +162,15 @@ impl MmapWriteGuard<'_> {
         self.put(vma);
         self.merge_at(start);
         self.merge_at(end);
+    }
+
+    /// Grows the VMA starting at `start` to end at `end` (the range after it
+    /// is free): a new VMA replaces it, merged with the next one if alike.
+    pub(in crate::mm) fn extend(&mut self, start: u64, end: u64) {
+        let Some(old) = self.take(start) else { return };
+        debug_assert!(old.end <= end && !self.overlaps(old.end, end));
+        let grown = self.new_vma(old.start, end, old.prot, old.backing.clone());
+        self.insert(grown);
     }
 
     /// Gives the VMA starting at `start` the protection `prot` (as a new VMA);

@@ -70,15 +70,27 @@ impl Prot {
 }
 
 /// Anonymous memory shared by every VMA that maps it (MAP_SHARED).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedMemory {
+    /// The object's size in pages: the length it was mapped with. A page
+    /// past it is SIGBUS, as Linux's shmem past its end (mremap can grow a
+    /// mapping beyond its object).
+    len_pages: u64,
     /// Page index -> frame, owned here.
     pages: SpinLock<BTreeMap<u64, PhysFrame>>,
 }
 
 impl SharedMemory {
+    /// An object of `len_pages` pages, none allocated yet.
+    pub fn new(len_pages: u64) -> SharedMemory {
+        SharedMemory { len_pages, pages: SpinLock::new(BTreeMap::new()) }
+    }
+
     /// The frame for page `index`, allocated zeroed on first use.
     pub(super) fn page(&self, index: u64) -> Result<PhysFrame, FaultError> {
+        if index >= self.len_pages {
+            return Err(FaultError::BeyondObject);
+        }
         if let Some(frame) = self.pages.lock().get(&index) {
             return Ok(*frame);
         }
@@ -139,13 +151,19 @@ impl Vma {
     /// The same mapping over [start, end) (inside this one), with `prot`.
     pub(super) fn piece(&self, start: u64, end: u64, prot: Prot, lock: VmaLock) -> Vma {
         debug_assert!(self.start <= start && start < end && end <= self.end);
-        let backing = match &self.backing {
+        Vma { start, end, prot, backing: self.backing_from(start), lock }
+    }
+
+    /// What backs this VMA from `addr` (inside it) on: private memory, or
+    /// the same shared object at `addr`'s page of it.
+    pub(super) fn backing_from(&self, addr: u64) -> Backing {
+        debug_assert!(self.start <= addr && addr < self.end);
+        match &self.backing {
             Backing::Private => Backing::Private,
             Backing::Shared { memory, first_page } => {
-                Backing::Shared { memory: memory.clone(), first_page: first_page + (start - self.start) / PAGE }
+                Backing::Shared { memory: memory.clone(), first_page: first_page + (addr - self.start) / PAGE }
             }
-        };
-        Vma { start, end, prot, backing, lock }
+        }
     }
 
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
@@ -193,6 +211,8 @@ pub enum FaultError {
     /// The VMA does not allow the access.
     AccessDenied,
     OutOfMemory,
+    /// A shared page past the end of its object (SIGBUS).
+    BeyondObject,
 }
 
 /// Errors of the mmap family, mapped to errno by the system-call layer.
@@ -206,6 +226,8 @@ pub enum MapError {
     Exists,
     /// The mapping's protection forbids it (EACCES: MADV_REMOVE of read-only memory).
     Denied,
+    /// mremap of a range that is not mapped, or not by one VMA (EFAULT).
+    Unmapped,
 }
 
 /// The madvise advice that does something to anonymous memory; every other
