@@ -46,6 +46,9 @@ const PROGRAMS: &[&str] = &[
     "c_sig_badframe",
     // /proc (expected output from linux-peer).
     "proc_read",
+    // mremap: growth, moves, MREMAP_FIXED/DONTUNMAP, shared memory, realloc.
+    "c_mremap",
+    "c_musl_mremap",
 ];
 
 /// Threads that fault while other threads change the address space.
@@ -60,6 +63,8 @@ const CONCURRENT: &[&str] = &[
     // Threads mprotect from their SIGSEGV handlers while the others fault.
     "c_sig_barrier",
     "semantics",
+    // One thread faults its mappings in while another moves a mapping with mremap.
+    "c_mremap",
 ];
 
 fn check_all(smp: u32) {
