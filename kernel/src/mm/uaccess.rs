@@ -14,7 +14,7 @@
 //! processes' memory through the physical map, not through user addresses.
 
 use super::layout::USER_END;
-use crate::arch::extable::copy_user;
+use crate::arch::extable::{cmpxchg_user, copy_user};
 
 /// A bad user pointer: the system call returns EFAULT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,4 +72,17 @@ pub fn write_user<T: UserData>(addr: u64, value: &T) -> Result<(), Efault> {
     // SAFETY: `T: UserData` has no padding, so all its bytes are initialised.
     let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
     copy_to_user(addr, bytes)
+}
+
+/// Atomically sets the user word at `addr` (4-byte aligned) to `new` if it
+/// holds `expected`; returns what it held (robust futexes, whose owner
+/// changes the word concurrently).
+pub fn cmpxchg_user_u32(addr: u64, expected: u32, new: u32) -> Result<u32, Efault> {
+    check_range(addr, 4)?;
+    if !addr.is_multiple_of(4) {
+        return Err(Efault);
+    }
+    // SAFETY: the range check puts the word below USER_END and it is aligned;
+    // a fault is fixed up into an error.
+    unsafe { cmpxchg_user(addr as *mut u32, expected, new) }.map_err(|_| Efault)
 }

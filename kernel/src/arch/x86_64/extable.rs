@@ -69,6 +69,30 @@ kernel_copy_user_fixup:
     ret
     .global kernel_copy_user_insn
     .global kernel_copy_user_fixup
+
+    // A locked compare-and-exchange of one user word (robust futexes), in
+    // the same window. rdi = user address, esi = expected, edx = new.
+    // Returns the old value in eax, or 1 << 32 if the access faulted.
+    .global kernel_cmpxchg_user
+kernel_cmpxchg_user:
+    mov eax, esi
+    test byte ptr [rip + {smap}], 1
+    jz 2f
+    stac
+2:
+kernel_cmpxchg_user_insn:
+    lock cmpxchg dword ptr [rdi], edx
+    jmp 3f
+kernel_cmpxchg_user_fixup:
+    movabs rax, 0x100000000
+3:
+    test byte ptr [rip + {smap}], 1
+    jz 4f
+    clac
+4:
+    ret
+    .global kernel_cmpxchg_user_insn
+    .global kernel_cmpxchg_user_fixup
 "#,
     smap = sym KERNEL_SMAP_ENABLED,
 );
@@ -80,6 +104,9 @@ unsafe extern "C" {
     fn kernel_copy_user(dst: *mut u8, src: *const u8, len: usize) -> usize;
     fn kernel_copy_user_insn();
     fn kernel_copy_user_fixup();
+    fn kernel_cmpxchg_user(addr: *mut u32, expected: u32, new: u32) -> u64;
+    fn kernel_cmpxchg_user_insn();
+    fn kernel_cmpxchg_user_fixup();
 }
 
 /// The fix-up address for a fault at `rip`, if that instruction may fault.
@@ -87,6 +114,7 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
     let fixups = [
         (kernel_copy_fallible_insn as *const () as usize, kernel_copy_fallible_fixup as *const () as usize),
         (kernel_copy_user_insn as *const () as usize, kernel_copy_user_fixup as *const () as usize),
+        (kernel_cmpxchg_user_insn as *const () as usize, kernel_cmpxchg_user_fixup as *const () as usize),
     ];
     fixups.iter().find(|(insn, _)| *insn as u64 == rip).map(|(_, fixup)| *fixup as u64)
 }
@@ -97,7 +125,9 @@ const RFLAGS_AC: u64 = 1 << 18;
 /// window: at the copy instruction of `copy_user`, with the SMAP window open
 /// (AC set) when SMAP is on. Only such faults may touch user memory.
 pub fn in_user_copy(frame: &TrapFrame) -> bool {
-    frame.rip == kernel_copy_user_insn as *const () as u64 && (!smap_enabled() || frame.rflags & RFLAGS_AC != 0)
+    let at_user_access = frame.rip == kernel_copy_user_insn as *const () as u64
+        || frame.rip == kernel_cmpxchg_user_insn as *const () as u64;
+    at_user_access && (!smap_enabled() || frame.rflags & RFLAGS_AC != 0)
 }
 
 /// A copy stopped by a fault; `remaining` bytes were not copied.
@@ -140,6 +170,24 @@ pub unsafe fn copy_user(dst: *mut u8, src: *const u8, len: usize) -> Result<(), 
         Ok(())
     } else {
         Err(AccessFault { remaining })
+    }
+}
+
+/// Atomically replaces the user word at `addr` with `new` if it holds
+/// `expected`; returns the value it held (equal to `expected` if replaced).
+///
+/// # Safety
+/// `addr` has been checked to lie below `USER_END` and be 4-byte aligned
+/// (`mm::uaccess`), so it is user memory, never a kernel structure.
+pub unsafe fn cmpxchg_user(addr: *mut u32, expected: u32, new: u32) -> Result<u32, AccessFault> {
+    // SAFETY: the caller guarantees a user address; a fault at the exchange
+    // is resolved or fixed up by the page-fault handler, and the routine
+    // closes the SMAP window on both ways out.
+    let result = unsafe { kernel_cmpxchg_user(addr, expected, new) };
+    if result >> 32 != 0 {
+        Err(AccessFault { remaining: 4 })
+    } else {
+        Ok(result as u32)
     }
 }
 
