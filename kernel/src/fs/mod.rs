@@ -90,12 +90,15 @@ impl FdTable {
         FdTable { slots: SpinLock::new(Vec::new()) }
     }
 
-    /// Puts `file` at the lowest free fd and returns that fd.
-    pub fn install(&self, file: Arc<OpenFile>) -> Result<u64, FsError> {
+    /// Puts `file` at the lowest free fd and returns that fd; EMFILE if that
+    /// is not below `limit` (RLIMIT_NOFILE) and MAX_FDS.
+    pub fn install(&self, file: Arc<OpenFile>, limit: u64) -> Result<u64, FsError> {
         let mut slots = self.slots.lock();
+        let max = MAX_FDS.min(limit).saturating_sub(FIRST_FD);
         let index = match slots.iter().position(Option::is_none) {
-            Some(free) => free,
-            None if (slots.len() as u64) < MAX_FDS - FIRST_FD => {
+            Some(free) if (free as u64) < max => free,
+            Some(_) => return Err(FsError::TooManyFiles),
+            None if (slots.len() as u64) < max => {
                 slots.push(None);
                 slots.len() - 1
             }
@@ -138,17 +141,28 @@ mod tests {
     #[test_case]
     fn fds_are_the_lowest_free_from_3() {
         let table = FdTable::new();
-        assert_eq!(table.install(file()), Ok(3));
-        assert_eq!(table.install(file()), Ok(4));
-        assert_eq!(table.install(file()), Ok(5));
+        assert_eq!(table.install(file(), MAX_FDS), Ok(3));
+        assert_eq!(table.install(file(), MAX_FDS), Ok(4));
+        assert_eq!(table.install(file(), MAX_FDS), Ok(5));
         assert!(table.remove(4).is_some());
         assert!(table.remove(4).is_none(), "closed twice");
         assert!(table.get(4).is_none());
-        assert_eq!(table.install(file()), Ok(4), "the hole is reused");
+        assert_eq!(table.install(file(), MAX_FDS), Ok(4), "the hole is reused");
         assert!(table.get(2).is_none() && table.get(0).is_none(), "the console is not in the table");
         for fd in 6..MAX_FDS {
-            assert_eq!(table.install(file()), Ok(fd));
+            assert_eq!(table.install(file(), MAX_FDS), Ok(fd));
         }
-        assert_eq!(table.install(file()), Err(FsError::TooManyFiles));
+        assert_eq!(table.install(file(), MAX_FDS), Err(FsError::TooManyFiles));
+    }
+
+    #[test_case]
+    fn the_fd_limit_bounds_the_lowest_free_fd() {
+        let table = FdTable::new();
+        assert_eq!(table.install(file(), 5), Ok(3));
+        assert_eq!(table.install(file(), 5), Ok(4));
+        assert_eq!(table.install(file(), 5), Err(FsError::TooManyFiles), "fd 5 is at the limit");
+        assert!(table.remove(3).is_some());
+        assert_eq!(table.install(file(), 5), Ok(3));
+        assert_eq!(table.install(file(), 3), Err(FsError::TooManyFiles), "a limit of 3 leaves no file fd");
     }
 }

@@ -11,6 +11,7 @@ pub mod kstack;
 pub mod layout;
 pub mod lazy_tlb;
 mod madvise;
+mod mlock;
 mod mmap;
 mod mprotect;
 mod mremap;

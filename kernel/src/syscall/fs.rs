@@ -34,6 +34,7 @@ const PATH_MAX: usize = 4096;
 /// Linux clamps every read to this many bytes.
 const MAX_RW_COUNT: u64 = 0x7fff_f000;
 const CONSOLE_FDS: u64 = 3;
+const RLIMIT_NOFILE: usize = 7;
 
 /// Copies the NUL-terminated string at `addr` (Linux's getname): EFAULT
 /// for a bad pointer, ENAMETOOLONG past PATH_MAX, ENOENT if empty. Copies
@@ -64,9 +65,11 @@ pub fn open(path: u64, flags: u64, mode: u64) -> SysResult {
     openat(AT_FDCWD as u32 as u64, path, flags, mode)
 }
 
-pub fn openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> SysResult {
-    let mut path = user_path(path)?;
-    let process = current_process();
+/// The node `path` names, relative to `dirfd` unless absolute (Linux's
+/// path walk from a directory fd: ENOTDIR for the console, EBADF for a
+/// closed fd).
+fn resolve_at(process: &crate::task::Process, dirfd: u64, path: &[u8]) -> Result<fs::Node, Errno> {
+    let mut path = path.to_vec();
     if path[0] != b'/' && dirfd as u32 as i32 != AT_FDCWD {
         // Relative to a directory fd: walk from that directory, written as
         // its path from the root (the working directory is the root).
@@ -84,7 +87,13 @@ pub fn openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> SysResult {
         full.extend_from_slice(&path);
         path = full;
     }
-    let node = fs::resolve(&path, process.pid)?;
+    Ok(fs::resolve(&path, process.pid)?)
+}
+
+pub fn openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> SysResult {
+    let path = user_path(path)?;
+    let process = current_process();
+    let node = resolve_at(&process, dirfd, &path)?;
     if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
         return Err(FsError::Exists.into());
     }
@@ -97,7 +106,9 @@ pub fn openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> SysResult {
         return Err(FsError::IsDirectory.into());
     }
     let content = node.snapshot()?;
-    Ok(process.files.install(Arc::new(OpenFile::new(node, Access::from_flags(flags), content)))?)
+    // RLIMIT_NOFILE: the lowest free fd must be below the soft limit.
+    let limit = process.limits.lock()[RLIMIT_NOFILE][0];
+    Ok(process.files.install(Arc::new(OpenFile::new(node, Access::from_flags(flags), content)), limit)?)
 }
 
 pub fn close(fd: u64) -> SysResult {
@@ -218,15 +229,84 @@ fn stat_bytes(dev: u64, ino: u64, nlink: u64, mode: u32, rdev: u64, blksize: u64
     st
 }
 
-pub fn fstat(fd: u64, buf: u64) -> SysResult {
-    let st = if fd < CONSOLE_FDS {
-        // /dev/console: character device 5:1.
-        stat_bytes(6, 1, 1, S_IFCHR | 0o600, (5 << 8) | 1, 4096)
+/// The console's `struct stat`: /dev/console, character device 5:1, as
+/// Linux 6.12 shows fds 0-2 to /init (measured with linux-peer).
+fn console_stat() -> [u8; 144] {
+    stat_bytes(6, 1, 1, S_IFCHR | 0o600, (5 << 8) | 1, 4096)
+}
+
+fn node_stat(node: fs::Node) -> [u8; 144] {
+    let (mode, nlink) = if node.is_dir() { (S_IFDIR | 0o555, 2) } else { (S_IFREG | 0o444, 1) };
+    stat_bytes(PROC_DEV, node.inode(), nlink, mode, 0, 1024)
+}
+
+fn fd_stat(fd: u64) -> Result<[u8; 144], Errno> {
+    if fd < CONSOLE_FDS {
+        Ok(console_stat())
     } else {
-        let file = file(fd)?;
-        let (mode, nlink) = if file.node.is_dir() { (S_IFDIR | 0o555, 2) } else { (S_IFREG | 0o444, 1) };
-        stat_bytes(PROC_DEV, file.node.inode(), nlink, mode, 0, 1024)
+        Ok(node_stat(file(fd)?.node))
+    }
+}
+
+pub fn fstat(fd: u64, buf: u64) -> SysResult {
+    let st = fd_stat(fd)?;
+    copy_to_user(buf, &st)?;
+    Ok(0)
+}
+
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_NO_AUTOMOUNT: u64 = 0x800;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+
+/// newfstatat (glibc's fstat and stat): an empty path with AT_EMPTY_PATH
+/// is fstat of `dirfd` (before the flags are checked, as in Linux's
+/// vfs_fstatat); otherwise the path's node, where nothing is a symlink.
+pub fn newfstatat(dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
+    let name = if flags & AT_EMPTY_PATH != 0 {
+        match user_path(path) {
+            Err(Errno::ENOENT) => None,
+            other => Some(other?),
+        }
+    } else {
+        Some(user_path(path)?)
+    };
+    let st = match name {
+        None if dirfd as u32 as i32 == AT_FDCWD => node_stat(fs::Node::Root),
+        None => fd_stat(dirfd)?,
+        Some(name) => {
+            if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            node_stat(resolve_at(&current_process(), dirfd, &name)?)
+        }
     };
     copy_to_user(buf, &st)?;
     Ok(0)
+}
+
+pub fn readlink(path: u64, buf: u64, size: u64) -> SysResult {
+    readlinkat(AT_FDCWD as u32 as u64, path, buf, size)
+}
+
+/// readlinkat: /proc/self is the one symlink (to the caller's pid);
+/// /proc/self/exe does not exist here (ENOENT): there is no file system
+/// the program was loaded from. Any other node is not a link: EINVAL.
+pub fn readlinkat(dirfd: u64, path: u64, buf: u64, size: u64) -> SysResult {
+    if size as u32 as i32 <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = user_path(path)?;
+    let process = current_process();
+    let node = resolve_at(&process, dirfd, &name)?;
+    let whole = if name[0] == b'/' { name.clone() } else { b"/".iter().chain(&name).copied().collect() };
+    let is_self = matches!(node, fs::Node::PidDir(pid) if pid == process.pid)
+        && matches!(whole.rsplit(|&b| b == b'/').next(), Some(b"self"));
+    if !is_self {
+        return Err(Errno::EINVAL);
+    }
+    let target = alloc::format!("{}", process.pid);
+    let n = target.len().min(size as u32 as usize);
+    copy_to_user(buf, &target.as_bytes()[..n])?;
+    Ok(n as u64)
 }

@@ -126,3 +126,40 @@ pub fn read(fd: u64, buf: u64, len: u64) -> SysResult {
     copy_to_user(buf, &line[..got])?;
     Ok(got as u64)
 }
+
+const TCGETS: u64 = 0x5401;
+const TIOCGWINSZ: u64 = 0x5413;
+
+/// The serial console's termios as Linux 6.12 reports it to /init under
+/// QEMU (measured with linux-peer): ICRNL|IXON, OPOST|ONLCR, 115200 baud
+/// CS8 CREAD HUPCL CLOCAL, ISIG ICANON ECHO ECHOE ECHOK ECHOCTL ECHOKE
+/// IEXTEN, line discipline 0 and the default control characters.
+fn console_termios() -> [u8; 36] {
+    let mut t = [0u8; 36];
+    for (i, flag) in [0o2400u32, 0o5, 0o6275, 0o105073].iter().enumerate() {
+        t[i * 4..i * 4 + 4].copy_from_slice(&flag.to_le_bytes());
+    }
+    // c_line at 16, then c_cc[19]: INTR QUIT ERASE KILL EOF TIME MIN SWTC
+    // START STOP SUSP EOL REPRINT DISCARD WERASE LNEXT EOL2.
+    let cc = [3u8, 0o34, 0o177, 0o25, 4, 0, 1, 0, 0o21, 0o23, 0o32, 0, 0o22, 0o17, 0o27, 0o26, 0];
+    t[17..17 + cc.len()].copy_from_slice(&cc);
+    t
+}
+
+/// ioctl: the console answers TCGETS and TIOCGWINSZ (a serial line has no
+/// size: 0 rows, 0 columns) as Linux's; everything else is ENOTTY, as it is
+/// for the /proc files.
+pub fn ioctl(fd: u64, request: u64, arg: u64) -> SysResult {
+    if fd >= 3 {
+        return match super::current_process().files.get(fd) {
+            Some(_) => Err(Errno::ENOTTY),
+            None => Err(Errno::EBADF),
+        };
+    }
+    match request {
+        TCGETS => copy_to_user(arg, &console_termios())?,
+        TIOCGWINSZ => copy_to_user(arg, &[0u8; 8])?,
+        _ => return Err(Errno::ENOTTY),
+    }
+    Ok(0)
+}

@@ -76,6 +76,11 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) ->
         fixed_noreplace: flags & MAP_FIXED_NOREPLACE != 0,
         populate: flags & MAP_POPULATE != 0,
     };
+    // RLIMIT_AS, over the pages a fixed mapping does not replace.
+    let bytes = pages * PAGE;
+    let replaced =
+        if request.fixed { current_process().mm.mapped_bytes_in(addr, addr.saturating_add(bytes)) } else { 0 };
+    may_expand(bytes, replaced)?;
     Ok(current_process().mm.mmap(&request)?)
 }
 
@@ -190,6 +195,136 @@ pub fn madvise(addr: u64, len: u64, advice_number: u64) -> SysResult {
     Ok(0)
 }
 
+/// brk: growing past RLIMIT_AS leaves the break where it was, as on Linux.
 pub fn brk(addr: u64) -> SysResult {
-    Ok(current_process().mm.brk(addr))
+    let mm = current_process().mm.clone();
+    let old = mm.brk(0);
+    let growth = pages::round_up(addr).unwrap_or(u64::MAX).saturating_sub(pages::round_up(old).unwrap_or(u64::MAX));
+    if growth > 0 && may_expand(growth, 0).is_err() {
+        return Ok(old);
+    }
+    Ok(mm.brk(addr))
+}
+
+/// Whether [base, base + len) is a user range (Linux's access_ok).
+fn access_ok(base: u64, len: u64) -> bool {
+    base.checked_add(len).is_some_and(|end| end <= crate::mm::layout::USER_END)
+}
+
+/// mincore: one byte per page of [start, start + len), 1 where a frame is
+/// mapped; checks in Linux's order (EINVAL unaligned, ENOMEM outside user
+/// space, EFAULT for the vector), and ENOMEM at a hole after the bytes
+/// before it were copied.
+pub fn mincore(start: u64, len: u64, vec: u64) -> SysResult {
+    if !pages::is_aligned(start) {
+        return Err(Errno::EINVAL);
+    }
+    if !access_ok(start, len) {
+        return Err(Errno::ENOMEM);
+    }
+    let count = len.div_ceil(PAGE);
+    if !access_ok(vec, count) {
+        return Err(Errno::EFAULT);
+    }
+    let (bytes, hole) = current_process().mm.residency(start, start + count * PAGE);
+    crate::mm::uaccess::copy_to_user(vec, &bytes)?;
+    if hole {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(0)
+}
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// msync: anonymous memory has nowhere to be written back, so after
+/// Linux's checks (EINVAL for flags and alignment, ENOMEM for a range
+/// with a hole) it is done. No VMA is ever mlocked for MS_INVALIDATE's
+/// EBUSY: mlock only populates.
+pub fn msync(start: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 || !pages::is_aligned(start) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC {
+        return Err(Errno::EINVAL);
+    }
+    let len = pages::round_up(len).ok_or(Errno::ENOMEM)?;
+    let end = start.checked_add(len).ok_or(Errno::ENOMEM)?;
+    if end == start {
+        return Ok(0);
+    }
+    current_process().mm.msync(start, end, flags == MS_SYNC)?;
+    Ok(0)
+}
+
+/// mlock's and munlock's range: the pages [start, start + len) touches.
+/// We run as root (CAP_IPC_LOCK), so RLIMIT_MEMLOCK does not apply.
+fn lock_range(start: u64, len: u64) -> Result<Option<(u64, u64)>, Errno> {
+    let offset = start % PAGE;
+    let len = len.checked_add(offset).and_then(pages::round_up).ok_or(Errno::EINVAL)?;
+    let start = start - offset;
+    let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+    Ok((end != start).then_some((start, end)))
+}
+
+/// mlock: every page is populated (nothing is ever reclaimed, so it stays).
+/// ENOMEM for a hole or a PROT_NONE mapping.
+pub fn mlock(start: u64, len: u64) -> SysResult {
+    mlock2(start, len, 0)
+}
+
+const MLOCK_ONFAULT: u64 = 1;
+
+/// mlock2: MLOCK_ONFAULT locks without populating.
+pub fn mlock2(start: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !MLOCK_ONFAULT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let Some((start, end)) = lock_range(start, len)? else { return Ok(0) };
+    current_process().mm.mlock(start, end, flags & MLOCK_ONFAULT == 0)?;
+    Ok(0)
+}
+
+pub fn munlock(start: u64, len: u64) -> SysResult {
+    let Some((start, end)) = lock_range(start, len)? else { return Ok(0) };
+    current_process().mm.mlock(start, end, false)?;
+    Ok(0)
+}
+
+const MCL_CURRENT: u64 = 1;
+const MCL_FUTURE: u64 = 2;
+const MCL_ONFAULT: u64 = 4;
+
+/// mlockall: MCL_CURRENT populates every mapping now; MCL_FUTURE is
+/// accepted, and later mappings fault in as usual (nothing is reclaimed).
+pub fn mlockall(flags: u64) -> SysResult {
+    if flags == 0 || flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 || flags == MCL_ONFAULT {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MCL_CURRENT != 0 && flags & MCL_ONFAULT == 0 {
+        current_process().mm.populate_all();
+    }
+    Ok(0)
+}
+
+pub fn munlockall() -> SysResult {
+    Ok(0)
+}
+
+const RLIMIT_AS: usize = 9;
+
+/// Linux's may_expand_vm for RLIMIT_AS: mapping `new` more bytes (of which
+/// `replaced` are already mapped) must keep the total within the soft limit.
+fn may_expand(new: u64, replaced: u64) -> Result<(), Errno> {
+    let process = current_process();
+    let limit = process.limits.lock()[RLIMIT_AS][0];
+    if limit == u64::MAX {
+        return Ok(());
+    }
+    let total = process.mm.mapped_bytes() - replaced.min(process.mm.mapped_bytes());
+    if total.saturating_add(new) > limit {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
 }

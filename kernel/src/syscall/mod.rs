@@ -7,7 +7,9 @@
 
 mod fs;
 mod io;
+mod membarrier;
 mod memory;
+pub mod restart;
 mod signal;
 mod startup;
 mod thread;
@@ -29,6 +31,7 @@ pub enum Errno {
     ESRCH = 3,
     EINTR = 4,
     EIO = 5,
+    E2BIG = 7,
     EBADF = 9,
     EAGAIN = 11,
     ENOMEM = 12,
@@ -40,11 +43,18 @@ pub enum Errno {
     EISDIR = 21,
     EINVAL = 22,
     EMFILE = 24,
+    ENOTTY = 25,
     ESPIPE = 29,
     ENAMETOOLONG = 36,
     ENOSYS = 38,
     EOVERFLOW = 75,
     ETIMEDOUT = 110,
+    // Linux's restart codes: never seen by user space (`restart`).
+    ERESTARTSYS = 512,
+    ERESTARTNOINTR = 513,
+    ERESTARTNOHAND = 514,
+    #[allow(non_camel_case_types)]
+    ERESTART_RESTARTBLOCK = 516,
 }
 
 impl From<Efault> for Errno {
@@ -100,6 +110,25 @@ pub mod nr {
     pub const GETRANDOM: u64 = 318;
     pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const OPENAT: u64 = 257;
+    pub const RESTART_SYSCALL: u64 = 219;
+    // Real programs (glibc and musl with pthreads).
+    pub const IOCTL: u64 = 16;
+    pub const MSYNC: u64 = 26;
+    pub const MINCORE: u64 = 27;
+    pub const READLINK: u64 = 89;
+    pub const MLOCK: u64 = 149;
+    pub const MUNLOCK: u64 = 150;
+    pub const MLOCKALL: u64 = 151;
+    pub const MUNLOCKALL: u64 = 152;
+    pub const SETRLIMIT: u64 = 160;
+    pub const SCHED_SETAFFINITY: u64 = 203;
+    pub const NEWFSTATAT: u64 = 262;
+    pub const READLINKAT: u64 = 267;
+    pub const MEMBARRIER: u64 = 324;
+    pub const MLOCK2: u64 = 325;
+    pub const RSEQ: u64 = 334;
+    pub const CLONE3: u64 = 435;
+    pub const RT_SIGTIMEDWAIT: u64 = 128;
 }
 
 /// Numbers already reported as unimplemented: one bit each up to 510, and
@@ -116,6 +145,7 @@ fn report_unimplemented(number: u64) {
 }
 
 pub fn dispatch(frame: &mut TrapFrame) {
+    restart::enter(frame);
     let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     // Arguments Linux declares `int` or `unsigned int` (fds, counts, clock
     // ids, futex ops, advice) use only their low 32 bits, as on Linux.
@@ -163,6 +193,27 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::SCHED_GETAFFINITY => startup::sched_getaffinity(int(a[0]), int(a[1]), a[2]),
         nr::GETCPU => startup::getcpu(a[0], a[1], a[2]),
         nr::CLOCK_NANOSLEEP => startup::clock_nanosleep(int(a[0]), int(a[1]), a[2], a[3]),
+        nr::RESTART_SYSCALL => restart::restart_syscall(),
+        // Real programs (glibc and musl with pthreads).
+        nr::IOCTL => io::ioctl(int(a[0]), int(a[1]), a[2]),
+        nr::MSYNC => memory::msync(a[0], a[1], int(a[2])),
+        nr::MINCORE => memory::mincore(a[0], a[1], a[2]),
+        nr::READLINK => fs::readlink(a[0], a[1], int(a[2])),
+        nr::READLINKAT => fs::readlinkat(int(a[0]), a[1], a[2], int(a[3])),
+        nr::NEWFSTATAT => fs::newfstatat(int(a[0]), a[1], a[2], int(a[3])),
+        nr::MLOCK => memory::mlock(a[0], a[1]),
+        nr::MUNLOCK => memory::munlock(a[0], a[1]),
+        nr::MLOCKALL => memory::mlockall(int(a[0])),
+        nr::MUNLOCKALL => memory::munlockall(),
+        nr::MLOCK2 => memory::mlock2(a[0], a[1], int(a[2])),
+        nr::SETRLIMIT => startup::setrlimit(int(a[0]), a[1]),
+        nr::SCHED_SETAFFINITY => startup::sched_setaffinity(int(a[0]), int(a[1]), a[2]),
+        nr::MEMBARRIER => membarrier::membarrier(int(a[0]), int(a[1]), int(a[2])),
+        nr::CLONE3 => thread::clone3(frame, a[0], a[1]),
+        nr::RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        // As a Linux built without CONFIG_RSEQ: glibc then runs without it
+        // (musl never registers), so it is not logged as missing.
+        nr::RSEQ => Err(Errno::ENOSYS),
         nr::OPEN => fs::open(a[0], int(a[1]), int(a[2])),
         nr::OPENAT => fs::openat(int(a[0]), a[1], int(a[2]), int(a[3])),
         nr::CLOSE => fs::close(int(a[0])),

@@ -153,3 +153,42 @@ fn send_to_tid(process: &crate::task::Process, tid: u32, signo: u32) -> SysResul
     }
     Ok(0)
 }
+
+/// rt_sigtimedwait (sigwait, sigtimedwait, sigwaitinfo): takes a pending
+/// signal of `set` instead of running its handler, else sleeps with the
+/// set unblocked until one comes (its value), `timeout` passes (EAGAIN) or
+/// another signal's handler is due (EINTR, never restarted, as on Linux).
+pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> SysResult {
+    if sigsetsize != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let set = read_user::<u64>(set)? & !UNBLOCKABLE;
+    let deadline = if timeout != 0 {
+        Some(crate::arch::time::now_ns().saturating_add(super::time::read_timespec(timeout)?))
+    } else {
+        None
+    };
+    let thread = sched::current();
+    let process = current_process();
+    let mut taken = signal::dequeue(&thread, &process, set);
+    if taken.is_none() {
+        if deadline.is_some_and(|d| d <= crate::arch::time::now_ns()) {
+            return Err(Errno::EAGAIN);
+        }
+        // Unblocked while waiting, so that senders wake this thread.
+        let blocked = thread.signals.blocked.load(Ordering::Acquire);
+        thread.signals.blocked.store(blocked & !set, Ordering::Release);
+        let queue = crate::task::wait::WaitQueue::new();
+        let wake = queue.wait_interruptible(deadline, || signal::pending(&process, &thread) & set != 0);
+        thread.signals.blocked.store(blocked, Ordering::Release);
+        taken = signal::dequeue(&thread, &process, set);
+        if taken.is_none() && wake != crate::task::wait::Wake::TimedOut {
+            return Err(Errno::EINTR);
+        }
+    }
+    let Some(siginfo) = taken else { return Err(Errno::EAGAIN) };
+    if info != 0 {
+        write_user(info, &siginfo)?;
+    }
+    Ok(siginfo.signo as u64)
+}

@@ -1,6 +1,7 @@
 //! Calls glibc and musl make at start-up: set_robust_list, get_robust_list,
-//! getrlimit, prlimit64, getrandom, sched_getaffinity, getcpu. (rseq and
-//! clone3 stay ENOSYS: glibc then runs without rseq and falls back to clone.)
+//! getrlimit, setrlimit, prlimit64, getrandom, sched_getaffinity,
+//! sched_setaffinity, getcpu. (rseq stays ENOSYS, as a Linux built
+//! without CONFIG_RSEQ: glibc then runs without it, musl never asks.)
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,7 +67,7 @@ pub fn default_limits() -> [[u64; 2]; RLIM_NLIMITS as usize] {
 const NR_OPEN: u64 = 1 << 20;
 
 /// prlimit64: limits are stored per process (we run as root, so raising
-/// them is allowed, as on Linux) but not enforced.
+/// them is allowed, as on Linux); `setrlimit` says which bind.
 pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
     let new = if new != 0 {
         let cur = read_user::<u64>(new)?;
@@ -102,6 +103,17 @@ pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
         write_user(old.wrapping_add(8), &previous[1])?;
     }
     Ok(0)
+}
+
+/// setrlimit: prlimit64 on the caller with the new limit only. Enforced:
+/// RLIMIT_NOFILE (open's EMFILE) and RLIMIT_AS (mmap's and brk's ENOMEM).
+/// RLIMIT_NPROC does not bind us: we run as root, which Linux exempts.
+/// RLIMIT_STACK is read at exec, which there is none of after start-up.
+pub fn setrlimit(resource: u64, rlim: u64) -> SysResult {
+    // A NULL limit is EFAULT here (prlimit64 reads it as "no new limit").
+    read_user::<u64>(rlim)?;
+    read_user::<u64>(rlim.wrapping_add(8))?;
+    prlimit64(0, resource, rlim, 0)
 }
 
 pub fn getrlimit(resource: u64, rlim: u64) -> SysResult {
@@ -172,6 +184,24 @@ pub fn sched_getaffinity(pid: u64, len: u64, mask: u64) -> SysResult {
     Ok(8)
 }
 
+/// sched_setaffinity: a mask must name an online CPU (EINVAL otherwise);
+/// then it is accepted and not kept: our scheduler places threads on any
+/// CPU. A mask shorter than a word is padded with zeros, a longer one is
+/// read and its extra bits ignored, as Linux's get_user_cpu_mask does.
+pub fn sched_setaffinity(pid: u64, len: u64, mask: u64) -> SysResult {
+    let len = len as u32 as usize;
+    let mut bytes = [0u8; 8];
+    let n = len.min(8);
+    crate::mm::uaccess::copy_from_user(&mut bytes[..n], mask)?;
+    thread_by_id(&current_process(), pid)?;
+    let cpus = crate::arch::smp::cpu_count() as u64;
+    let online = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    if u64::from_le_bytes(bytes) & online == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
 pub fn getcpu(cpu: u64, node: u64, _cache: u64) -> SysResult {
     let id = crate::arch::cpu_id() as u32;
     if cpu != 0 {
@@ -191,8 +221,8 @@ const TIMER_ABSTIME: u64 = 1;
 
 /// clock_nanosleep (glibc's nanosleep and sleep use it): relative or
 /// absolute (TIMER_ABSTIME) on the realtime, monotonic and boot-time
-/// clocks; interrupted by a signal it returns EINTR and, when relative,
-/// stores the time left in `rem`.
+/// clocks; interrupted by a signal whose handler runs it returns EINTR and,
+/// when relative, stores the time left in `rem` (`time::sleep_until`).
 pub fn clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
     let realtime = match clock {
         CLOCK_REALTIME => true,
@@ -208,16 +238,5 @@ pub fn clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> SysResult 
         (true, true) => now.saturating_add(ns.saturating_sub(crate::arch::time::realtime_ns())),
         (true, false) => ns,
     };
-    let queue = crate::task::wait::WaitQueue::new();
-    match queue.wait_interruptible(Some(deadline), || false) {
-        crate::task::wait::Wake::Interrupted => {
-            if !absolute && rem != 0 {
-                let left = deadline.saturating_sub(crate::arch::time::now_ns());
-                write_user(rem, &((left / 1_000_000_000) as i64))?;
-                write_user(rem.wrapping_add(8), &((left % 1_000_000_000) as i64))?;
-            }
-            Err(Errno::EINTR)
-        }
-        _ => Ok(0),
-    }
+    super::time::sleep_until(deadline, (!absolute).then_some(rem))
 }

@@ -82,6 +82,86 @@ const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
 const CLONE_CHILD_SETTID: u64 = 0x100_0000;
 
 pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_tid: u64, tls: u64) -> SysResult {
+    // The low byte is the exit signal, which threads ignore.
+    start_thread(frame, flags & !CSIGNAL, stack, parent_tid, child_tid, tls)
+}
+
+const CSIGNAL: u64 = 0xff;
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_PARENT: u64 = 0x8000;
+/// Every flag clone knows (Linux's CLONE_LEGACY_FLAGS).
+const CLONE_LEGACY_FLAGS: u64 = 0xffff_ffff;
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// `struct clone_args` up to `tls` (CLONE_ARGS_SIZE_VER0), and up to `cgroup` (VER2, Linux 6.12's).
+const CLONE_ARGS_SIZE_VER0: u64 = 64;
+const CLONE_ARGS_SIZE_VER2: u64 = 88;
+/// Linux's MAX_PID_NS_LEVEL: the longest set_tid array.
+const MAX_PID_NS_LEVEL: u64 = 32;
+
+/// clone3 (glibc's pthread_create uses it first): `struct clone_args` with
+/// Linux's checks, then what clone does. Threads only, as clone.
+pub fn clone3(frame: &TrapFrame, args: u64, size: u64) -> SysResult {
+    if size > crate::mm::pages::PAGE {
+        return Err(Errno::E2BIG);
+    }
+    if size < CLONE_ARGS_SIZE_VER0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = [0u8; CLONE_ARGS_SIZE_VER2 as usize];
+    let known = size.min(CLONE_ARGS_SIZE_VER2) as usize;
+    crate::mm::uaccess::copy_from_user(&mut raw[..known], args)?;
+    // A newer caller's extra fields must be zero (copy_struct_from_user).
+    let mut rest = size - known as u64;
+    let mut at = args + known as u64;
+    while rest > 0 {
+        let mut chunk = [0u8; 64];
+        let n = rest.min(64) as usize;
+        crate::mm::uaccess::copy_from_user(&mut chunk[..n], at)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(Errno::E2BIG);
+        }
+        rest -= n as u64;
+        at += n as u64;
+    }
+    let field = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let (flags, _pidfd, child_tid, parent_tid, exit_signal) = (field(0), field(1), field(2), field(3), field(4));
+    let (stack, stack_size, tls, set_tid, set_tid_size, cgroup) =
+        (field(5), field(6), field(7), field(8), field(9), field(10));
+    if set_tid_size > MAX_PID_NS_LEVEL || (set_tid == 0 && set_tid_size > 0) || (set_tid != 0 && set_tid_size == 0) {
+        return Err(Errno::EINVAL);
+    }
+    if exit_signal & !CSIGNAL != 0 || (flags & CLONE_INTO_CGROUP != 0 && cgroup > i32::MAX as u64) {
+        return Err(Errno::EINVAL);
+    }
+    // clone3_args_valid.
+    if flags & !(CLONE_LEGACY_FLAGS | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP) != 0
+        || flags & (CLONE_CLEAR_SIGHAND | CLONE_SIGHAND) == CLONE_CLEAR_SIGHAND | CLONE_SIGHAND
+        || (flags & (CLONE_THREAD | CLONE_PARENT) != 0 && exit_signal != 0)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let top = if stack == 0 {
+        if stack_size != 0 {
+            return Err(Errno::EINVAL);
+        }
+        0
+    } else {
+        let top = stack.checked_add(stack_size).filter(|&top| stack_size != 0 && top <= USER_END);
+        top.ok_or(Errno::EINVAL)?
+    };
+    if set_tid != 0 {
+        // Choosing the new thread's id is for checkpoint/restore, which needs CAP_CHECKPOINT_RESTORE
+        // in a pid namespace; we have neither.
+        return Err(Errno::EINVAL);
+    }
+    start_thread(frame, flags, top, parent_tid, child_tid, tls)
+}
+
+/// clone and clone3's common part: Linux's copy_process checks, then a new
+/// thread of this process entering user mode where the caller returns to,
+/// with rax 0 and `stack` (if not 0) as its stack pointer.
+fn start_thread(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_tid: u64, tls: u64) -> SysResult {
     if flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0 {
         return Err(Errno::EINVAL);
     }
@@ -89,6 +169,9 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
         return Err(Errno::EINVAL);
     }
     if flags & CLONE_FS != 0 && flags & CLONE_NEWNS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_PIDFD != 0 && flags & CLONE_THREAD != 0 {
         return Err(Errno::EINVAL);
     }
     if flags & (CLONE_VM | CLONE_THREAD) != CLONE_VM | CLONE_THREAD {
@@ -176,12 +259,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
                 return Err(Errno::EINVAL);
             }
             futex_key_check(addr, op)?;
-            futex::wait(mm_id, addr, val as u32, deadline).map(|()| 0).map_err(|e| match e {
-                FutexError::WouldBlock => Errno::EAGAIN,
-                FutexError::TimedOut => Errno::ETIMEDOUT,
-                FutexError::Interrupted => Errno::EINTR,
-                FutexError::Fault => Errno::EFAULT,
-            })
+            futex_wait_until(addr, val as u32, deadline)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             if !addr.is_multiple_of(4) || (command == FUTEX_WAKE_BITSET && val3 as u32 == 0) {
@@ -194,6 +272,24 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, _addr2: u64, val3: u64)
         }
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// FUTEX_WAIT's sleep. Interrupted by a signal, an untimed wait returns
+/// ERESTARTSYS (restarted under SA_RESTART), a timed one
+/// ERESTART_RESTARTBLOCK (EINTR whenever a handler runs), as on Linux.
+pub fn futex_wait_until(addr: u64, expected: u32, deadline_ns: Option<u64>) -> SysResult {
+    let mm_id = current_process().mm.id;
+    futex::wait(mm_id, addr, expected, deadline_ns).map(|()| 0).map_err(|e| match e {
+        FutexError::WouldBlock => Errno::EAGAIN,
+        FutexError::TimedOut => Errno::ETIMEDOUT,
+        FutexError::Interrupted => match deadline_ns {
+            None => Errno::ERESTARTSYS,
+            Some(deadline_ns) => {
+                super::restart::set_restart(crate::task::signal::Restart::FutexWait { addr, expected, deadline_ns })
+            }
+        },
+        FutexError::Fault => Errno::EFAULT,
+    })
 }
 
 /// `struct utsname`: six fields of 65 bytes.

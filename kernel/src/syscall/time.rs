@@ -42,12 +42,27 @@ pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
     Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
 }
 
-pub fn nanosleep(req: u64, _rem: u64) -> SysResult {
+pub fn nanosleep(req: u64, rem: u64) -> SysResult {
     let ns = read_timespec(req)?;
-    let deadline = now_ns().saturating_add(ns);
+    sleep_until(now_ns().saturating_add(ns), Some(rem))
+}
+
+/// Sleeps until `deadline_ns` (monotonic). A relative sleep (`rem` given,
+/// 0 for none) interrupted by a signal writes the time left to `rem` and
+/// returns ERESTART_RESTARTBLOCK, an absolute one ERESTARTNOHAND: EINTR
+/// for the program whatever SA_RESTART says, as on Linux.
+pub fn sleep_until(deadline_ns: u64, rem: Option<u64>) -> SysResult {
     let queue = crate::task::wait::WaitQueue::new();
-    match queue.wait_interruptible(Some(deadline), || false) {
-        crate::task::wait::Wake::Interrupted => Err(Errno::EINTR),
-        _ => Ok(0),
+    if queue.wait_interruptible(Some(deadline_ns), || false) != crate::task::wait::Wake::Interrupted {
+        return Ok(0);
     }
+    let Some(rem) = rem else { return Err(Errno::ERESTARTNOHAND) };
+    let left = deadline_ns.saturating_sub(now_ns());
+    if left == 0 {
+        return Ok(0);
+    }
+    if rem != 0 {
+        write_timespec(rem, left)?;
+    }
+    Err(super::restart::set_restart(crate::task::signal::Restart::Sleep { deadline_ns, rem }))
 }

@@ -40,15 +40,19 @@ pub fn return_to_user(frame: &mut TrapFrame) {
             exit_thread(0);
         }
         if let Some(process) = thread.process.as_ref() {
+            let mut delivery = signal::Delivery::None;
             if signal::pending(process, &thread) != 0 {
                 // Writing the frame may fault pages in: interrupts on.
                 let interrupts = crate::arch::disable_interrupts();
                 crate::arch::enable_interrupts();
-                let killed = signal::deliver_pending(&thread, process, frame);
+                delivery = signal::deliver_pending(&thread, process, frame);
                 crate::arch::restore_interrupts(interrupts);
-                if killed {
-                    continue;
-                }
+            }
+            match delivery {
+                signal::Delivery::Killed => continue,
+                // No handler ran: an interrupted call starts again.
+                signal::Delivery::None => crate::syscall::restart::without_handler(frame),
+                signal::Delivery::Handler => {}
             }
         }
         drop(thread);
@@ -63,11 +67,21 @@ pub fn return_to_user(frame: &mut TrapFrame) {
 }
 
 /// Ends the running user thread with `code` (its process's status if it is
-/// the last). CLONE_CHILD_CLEARTID: clears the word and wakes one waiter,
-/// so a joining thread sees the exit.
+/// the last). Its robust futexes are marked FUTEX_OWNER_DIED (exit_group
+/// too, as on Linux). CLONE_CHILD_CLEARTID: clears the word and wakes one
+/// waiter, so a joining thread sees the exit.
 pub fn exit_thread(code: u8) -> ! {
     let thread = sched::current();
     let process = thread.process.clone().expect("a user thread");
+    let robust = thread.signals.robust_list.swap(0, Ordering::AcqRel);
+    if robust != 0 {
+        // Reading the list may fault pages in: interrupts on (an interrupt's
+        // way back to user mode can end here with them off).
+        let interrupts = crate::arch::disable_interrupts();
+        crate::arch::enable_interrupts();
+        futex::exit_robust_list(&mut futex::UserRobustMemory { mm_id: process.mm.id }, robust, thread.tid);
+        crate::arch::restore_interrupts(interrupts);
+    }
     let clear = thread.clear_child_tid.swap(0, Ordering::AcqRel);
     if clear != 0 && !process.is_exiting() {
         // A bad address is the program's problem, not ours: ignore the fault.

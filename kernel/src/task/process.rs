@@ -3,7 +3,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::sched;
 use super::thread::Thread;
@@ -77,8 +77,11 @@ pub struct Process {
     done_queue: WaitQueue,
     /// Signal actions and the process-wide pending set.
     pub signals: super::signal::ProcessSignals,
-    /// Resource limits (getrlimit, prlimit64): stored, not enforced.
+    /// Resource limits (getrlimit, setrlimit, prlimit64); RLIMIT_NOFILE and
+    /// RLIMIT_AS are enforced.
     pub limits: SpinLock<[[u64; 2]; 16]>,
+    /// membarrier's registrations (its REGISTER_* command bits).
+    pub membarrier: AtomicU64,
 }
 
 impl Process {
@@ -98,6 +101,7 @@ impl Process {
             done_queue: WaitQueue::new(),
             signals: super::signal::ProcessSignals::default(),
             limits: SpinLock::new(crate::syscall::default_limits()),
+            membarrier: AtomicU64::new(0),
         });
         let mut all = PROCESSES.lock();
         all.retain(|p| p.strong_count() > 0);

@@ -15,9 +15,12 @@
 //! the process's exit flag and the pending sets, so neither a signal nor an
 //! exit_group can be lost between the two.
 //!
+//! An interrupted system call returns one of Linux's restart codes
+//! (ERESTARTSYS and friends, `syscall::restart`); delivery turns it into
+//! EINTR or a restart, by Linux's rules, SA_RESTART included.
+//!
 //! Not built: queued real-time signals (a second instance of a pending
-//! signal merges), stop/continue (their default is ignored here), SA_RESTART
-//! (an interrupted call returns EINTR whatever the flag), core dumps.
+//! signal merges), stop/continue (their default is ignored here), core dumps.
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +44,7 @@ pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 
 pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
@@ -207,6 +211,10 @@ pub struct SigInfo {
     pub fields: [u64; 14],
 }
 
+// SAFETY: four i32s then fourteen u64s (the i32s fill 16 bytes): every
+// pattern is valid, no padding (the size assert below checks it).
+unsafe impl UserData for SigInfo {}
+
 impl SigInfo {
     /// A fault's: si_addr is the address.
     pub fn fault(signo: u32, code: i32, addr: u64) -> SigInfo {
@@ -278,8 +286,22 @@ pub struct ThreadSignals {
     pub blocked: AtomicU64,
     pub pending: AtomicU64,
     altstack: SpinLock<AltStack>,
-    /// set_robust_list's head (not walked at exit).
+    /// set_robust_list's head (walked at exit: `futex::exit_robust_list`).
     pub robust_list: AtomicU64,
+    /// How restart_syscall resumes an interrupted timed wait (Linux's restart_block).
+    pub restart: SpinLock<Option<Restart>>,
+}
+
+/// A timed wait cut short by a signal whose handler did not run (another
+/// thread took it, or it was ignored): the call resumes with its original
+/// deadline through restart_syscall, which Linux's ERESTART_RESTARTBLOCK asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// nanosleep or a relative clock_nanosleep: until `deadline_ns`
+    /// (monotonic), the time left written to `rem` if interrupted again.
+    Sleep { deadline_ns: u64, rem: u64 },
+    /// FUTEX_WAIT(_BITSET) with a timeout.
+    FutexWait { addr: u64, expected: u32, deadline_ns: u64 },
 }
 
 impl ThreadSignals {
@@ -405,7 +427,11 @@ pub fn send_to_thread(process: &Process, thread: &Arc<Thread>, signo: u32) {
 /// Sends `signo` to the whole process (kill): any thread that does not block it takes it.
 pub fn send_to_process(process: &Process, signo: u32) {
     let act = action(process, signo);
-    if ignored(process, &act, signo) {
+    // A blocked signal is never ignored: its action may change before it
+    // is unblocked, or rt_sigtimedwait may take it (Linux's sig_ignored).
+    let blocked =
+        || process.threads_snapshot().iter().any(|t| t.signals.blocked.load(Ordering::Acquire) & bit(signo) != 0);
+    if ignored(process, &act, signo) && !blocked() {
         return;
     }
     if signo == SIGKILL {
@@ -430,10 +456,40 @@ fn kill_process(process: &Process, tid: u32, signo: u32, why: &str) {
     process.kill_by_signal(signo as u8);
 }
 
+/// Takes one pending signal of `set` off the running thread's (first) or its
+/// process's pending set, with the siginfo it was sent with: what
+/// rt_sigtimedwait returns instead of running a handler.
+pub fn dequeue(thread: &Thread, process: &Process, set: u64) -> Option<SigInfo> {
+    for (pending, code) in [(&thread.signals.pending, SI_TKILL), (&process.signals.pending, SI_USER)] {
+        loop {
+            let ready = pending.load(Ordering::Acquire) & set;
+            if ready == 0 {
+                break;
+            }
+            let signo = ready.trailing_zeros() + 1;
+            if pending.fetch_and(!bit(signo), Ordering::AcqRel) & bit(signo) != 0 {
+                return Some(SigInfo::sent(signo, code, process.pid));
+            }
+        }
+    }
+    None
+}
+
+/// What `deliver_pending` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// No signal needed a handler (none pending, or all ignored).
+    None,
+    /// A handler will run: `frame` now enters it.
+    Handler,
+    /// The process was killed (the default action, or a frame that could not be written).
+    Killed,
+}
+
 /// Delivers one pending, unblocked signal to the running thread, whose user
-/// state is `frame` (called by `return_to_user`). Returns whether the
-/// process was killed (the default action, or a frame that could not be written).
-pub fn deliver_pending(thread: &Arc<Thread>, process: &Process, frame: &mut TrapFrame) -> bool {
+/// state is `frame` (called by `return_to_user`). An interrupted system call
+/// is restarted or fails with EINTR before the handler's frame is built.
+pub fn deliver_pending(thread: &Arc<Thread>, process: &Process, frame: &mut TrapFrame) -> Delivery {
     loop {
         let blocked = thread.signals.blocked.load(Ordering::Acquire);
         let own = thread.signals.pending.load(Ordering::Acquire) & !blocked;
@@ -443,7 +499,7 @@ pub fn deliver_pending(thread: &Arc<Thread>, process: &Process, frame: &mut Trap
         } else if shared != 0 {
             (&process.signals.pending, shared)
         } else {
-            return false;
+            return Delivery::None;
         };
         let signo = ready.trailing_zeros() + 1;
         // Another thread may take a process-wide signal first.
@@ -456,12 +512,13 @@ pub fn deliver_pending(thread: &Arc<Thread>, process: &Process, frame: &mut Trap
             SIG_DFL if ignored(process, &act, signo) => continue,
             SIG_DFL => {
                 kill_process(process, thread.tid, signo, "its default action");
-                return true;
+                return Delivery::Killed;
             }
             _ => {}
         }
         let code = if core::ptr::eq(set, &thread.signals.pending) { SI_TKILL } else { SI_USER };
         let info = SigInfo::sent(signo, code, process.pid);
+        crate::syscall::restart::before_handler(frame, act.flags & SA_RESTART != 0);
         if let Err(why) = setup_frame(thread, process, frame, &act, &info) {
             log::warn!(
                 "pid {} (tid {}) killed by SIGSEGV: could not deliver {}: {why}",
@@ -470,9 +527,9 @@ pub fn deliver_pending(thread: &Arc<Thread>, process: &Process, frame: &mut Trap
                 name(signo)
             );
             process.kill_by_signal(SIGSEGV as u8);
-            return true;
+            return Delivery::Killed;
         }
-        return false;
+        return Delivery::Handler;
     }
 }
 
@@ -711,6 +768,8 @@ pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, BadFrame
     frame.rsp = mc.rsp;
     frame.rip = mc.rip;
     frame.rflags = (frame.rflags & !USER_RFLAGS) | (mc.eflags & USER_RFLAGS);
+    // The restored rax is the program's, not a result to restart on.
+    crate::syscall::restart::forget_syscall(frame);
     frame.cs = cs;
     frame.ss = ss;
     fpu.restore();

@@ -28,7 +28,7 @@ pub const FIRST_IRQ_VECTOR: u8 = 32;
 
 /// Registers saved on every trap, lowest address first.
 #[repr(C)]
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
