@@ -77,7 +77,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) ->
         populate: flags & MAP_POPULATE != 0,
     };
     // RLIMIT_AS, over the pages a fixed mapping does not replace.
-    let bytes = pages * PAGE;
+    let bytes = pages.saturating_mul(PAGE);
     let replaced =
         if request.fixed { current_process().mm.mapped_bytes_in(addr, addr.saturating_add(bytes)) } else { 0 };
     may_expand(bytes, replaced)?;

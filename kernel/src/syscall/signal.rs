@@ -177,10 +177,12 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Sy
         }
         // Unblocked while waiting, so that senders wake this thread.
         let blocked = thread.signals.blocked.load(Ordering::Acquire);
+        thread.signals.waiting.store(set & blocked, Ordering::Release);
         thread.signals.blocked.store(blocked & !set, Ordering::Release);
         let queue = crate::task::wait::WaitQueue::new();
         let wake = queue.wait_interruptible(deadline, || signal::pending(&process, &thread) & set != 0);
         thread.signals.blocked.store(blocked, Ordering::Release);
+        thread.signals.waiting.store(0, Ordering::Release);
         taken = signal::dequeue(&thread, &process, set);
         if taken.is_none() && wake != crate::task::wait::Wake::TimedOut {
             return Err(Errno::EINTR);

@@ -290,6 +290,17 @@ pub struct ThreadSignals {
     pub robust_list: AtomicU64,
     /// How restart_syscall resumes an interrupted timed wait (Linux's restart_block).
     pub restart: SpinLock<Option<Restart>>,
+    /// The set rt_sigtimedwait waits for, unblocked meanwhile: still blocked
+    /// for deciding what is ignored (Linux's real_blocked), so that a
+    /// signal it waits for is not discarded.
+    pub waiting: AtomicU64,
+}
+
+impl ThreadSignals {
+    /// Whether `signo` counts as blocked when a sender decides it is ignored.
+    fn holds(&self, signo: u32) -> bool {
+        (self.blocked.load(Ordering::Acquire) | self.waiting.load(Ordering::Acquire)) & bit(signo) != 0
+    }
 }
 
 /// A timed wait cut short by a signal whose handler did not run (another
@@ -411,7 +422,7 @@ pub fn set_altstack(thread: &Thread, new: Option<StackT>, sp: u64) -> Result<Sta
 pub fn send_to_thread(process: &Process, thread: &Arc<Thread>, signo: u32) {
     let act = action(process, signo);
     let blocked = thread.signals.blocked.load(Ordering::Acquire) & bit(signo) != 0;
-    if ignored(process, &act, signo) && !blocked {
+    if ignored(process, &act, signo) && !thread.signals.holds(signo) {
         return;
     }
     if signo == SIGKILL {
