@@ -3,7 +3,8 @@
 //! (user/expected/), no frame may leak, and kills must be logged. The
 //! programs whose threads fault while others change mappings run once more
 //! on 4 CPUs with every fault forced through the mmap lock (`--lock mmap`),
-//! so both fault paths are held to the same results.
+//! so both fault paths are held to the same results. `PROGRAMS=a,b`
+//! (comma-separated names) narrows every test to those programs.
 
 use e2e::{problems_with, run_program, user_program};
 
@@ -49,6 +50,17 @@ const PROGRAMS: &[&str] = &[
     // mremap: growth, moves, MREMAP_FIXED/DONTUNMAP, shared memory, realloc.
     "c_mremap",
     "c_musl_mremap",
+    // Real programs (glibc and musl with pthreads): allocators under
+    // threads, robust mutexes, EINTR and restarts, the calls they make.
+    "c_malloc_stress",
+    "c_musl_malloc_stress",
+    "c_robust",
+    "c_musl_robust",
+    "c_eintr",
+    "c_musl_eintr",
+    "c_syscalls",
+    // The console fds (expected output from linux-peer).
+    "c_console",
 ];
 
 /// Threads that fault while other threads change the address space.
@@ -65,15 +77,24 @@ const CONCURRENT: &[&str] = &[
     "semantics",
     // One thread faults its mappings in while another moves a mapping with mremap.
     "c_mremap",
+    // Eight threads malloc, realloc and free: the allocators map, unmap
+    // and fault in arenas at once.
+    "c_malloc_stress",
+    "c_musl_malloc_stress",
 ];
 
 fn check_all(smp: u32) {
     check(PROGRAMS, smp, &[]);
 }
 
+/// `PROGRAMS=a,b cargo test ...` runs only the programs named.
+fn selected(name: &str) -> bool {
+    std::env::var("PROGRAMS").map_or(true, |list| list.split(',').any(|p| p == name))
+}
+
 fn check(programs: &[&str], smp: u32, extra: &[&str]) {
     let mut failures = Vec::new();
-    for name in programs {
+    for name in programs.iter().filter(|name| selected(name)) {
         let run = run_program(&user_program(name), smp, extra);
         let problems = problems_with(name, &run);
         println!("smp {smp} {extra:?} {name}: {}", if problems.is_empty() { "ok" } else { "FAILED" });
