@@ -154,6 +154,12 @@ pub fn mremap(addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) 
     if new_len == 0 {
         return Err(Errno::EINVAL);
     }
+    // RLIMIT_AS: what the call adds (Linux's vma_to_resize checks it once
+    // the mapping is found; only a finite limit can tell the difference).
+    let added = if dont_unmap { new_len } else { new_len.saturating_sub(old_len) };
+    if added > 0 {
+        may_expand(added, 0)?;
+    }
     let request = MremapRequest { old_addr: addr, old_len, new_len, may_move, fixed, dont_unmap, new_addr };
     Ok(current_process().mm.mremap(&request)?)
 }

@@ -90,7 +90,11 @@ static void limits(void)
 	/* Replacing the same pages with MAP_FIXED adds nothing. */
 	void *q = mmap(p, 16L << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	printf("mmap MAP_FIXED over them: %s\n", q == p ? "mapped" : errname(errno));
-	munmap(p, 16L << 20);
+	void *moved = mremap(p, 16L << 20, 2L << 30, MREMAP_MAYMOVE);
+	printf("mremap to 2 GiB under it: %s\n", moved == MAP_FAILED ? errname(errno) : "moved");
+	moved = mremap(p, 16L << 20, 32L << 20, MREMAP_MAYMOVE);
+	printf("mremap to 32 MiB under it: %s\n", moved == MAP_FAILED ? errname(errno) : "done");
+	munmap(moved == MAP_FAILED ? p : moved, moved == MAP_FAILED ? 16L << 20 : 32L << 20);
 	long brk0 = sys(SYS_brk, 0, 0, 0, 0, 0);
 	long brk1 = sys(SYS_brk, brk0 + (2L << 30), 0, 0, 0, 0);
 	printf("brk 2 GiB up under it: %s\n", brk1 == brk0 ? "unchanged" : "moved");
