@@ -106,7 +106,7 @@ pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
 }
 
 /// setrlimit: prlimit64 on the caller with the new limit only. Enforced:
-/// RLIMIT_NOFILE (open's EMFILE) and RLIMIT_AS (mmap's and brk's ENOMEM).
+/// RLIMIT_NOFILE (open's EMFILE) and RLIMIT_AS (ENOMEM from mmap and mremap; brk stays).
 /// RLIMIT_NPROC does not bind us: we run as root, which Linux exempts.
 /// RLIMIT_STACK is read at exec, which there is none of after start-up.
 pub fn setrlimit(resource: u64, rlim: u64) -> SysResult {
