@@ -68,7 +68,7 @@ musl:
 
 build: toolchain
 	cargo build -p boot --target $(HOST)
-	cargo build -p kernel --bin kernel --target $(KARCH) $(if $(filter dev,$(PROFILE)),,--release)
+	cargo build -p kernel --bin kernel --target $(KARCH) $(if $(filter dev,$(PROFILE)),,--release) $(if $(KERNEL_FEATURES),--features $(KERNEL_FEATURES))
 
 # Our user programs (Rust no_std and gcc -static -nostdlib), into user/out/.
 user: toolchain musl

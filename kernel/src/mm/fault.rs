@@ -28,6 +28,7 @@ use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
 use super::addrspace::{Access, AddressSpace, Backing, FaultError, PAGE};
+use super::fault_probe::{self as probe, Phase};
 use super::frame::Frame;
 use super::layout::USER_END;
 use super::paging::ADDR_MASK;
@@ -116,10 +117,14 @@ fn user_fault(info: &PageFaultInfo, frame: &mut TrapFrame) -> FaultOutcome {
     };
     let addr = info.addr.as_u64();
     crate::arch::enable_interrupts();
+    probe::mark(Phase::Decode);
     let result = if addr < USER_END { process.mm.fault(addr, access) } else { Err(FaultError::NoMapping) };
     let _ = crate::arch::disable_interrupts();
     match result {
-        Ok(()) => FaultOutcome::Resolved,
+        Ok(()) => {
+            probe::mark(Phase::Unlock);
+            FaultOutcome::Resolved
+        }
         Err(FaultError::OutOfMemory) => {
             log::warn!(
                 "pid {} (tid {}) killed: out of memory at a {} fault of {addr:#x}",
@@ -189,12 +194,16 @@ impl AddressSpace {
                 // The count taken inside the section keeps the VMA alive after it.
                 self.published.read(&section).find(addr).cloned()
             };
+            probe::mark(Phase::TreeLookup);
             let Some(vma) = found else {
                 stats.vma_lock_misses.fetch_add(1, Ordering::Relaxed);
                 return Err(VmaLockFailure::Miss);
             };
             match vma_start_read(&self.lock_seq, vma) {
-                Ok(guard) => return Ok(guard),
+                Ok(guard) => {
+                    probe::mark(Phase::VmaLock);
+                    return Ok(guard);
+                }
                 Err(ReadAbort::WriteLocked) => {
                     stats.vma_lock_abort_locked.fetch_add(1, Ordering::Relaxed);
                     return Err(VmaLockFailure::Locked);
@@ -217,6 +226,7 @@ impl AddressSpace {
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), FaultError> {
         self.stats.faults.fetch_add(1, Ordering::Relaxed);
         if lock_mode() == LockMode::PerVma {
+            probe::mark(Phase::Enter);
             if let Ok(vma) = self.lock_vma_under_rcu(addr) {
                 self.stats.vma_lock_success.fetch_add(1, Ordering::Relaxed);
                 return self.handle_fault(&vma, addr, access, &vma);
@@ -246,13 +256,17 @@ impl AddressSpace {
         }
         let page = addr & !(PAGE - 1);
         let pte = self.pte(page, true, held).ok_or(FaultError::OutOfMemory)?;
+        probe::mark(Phase::Walk);
         let flags = vma.prot.pte_flags().bits();
         loop {
             let old = pte.load(Ordering::Acquire);
             if old == 0 {
                 let (phys, owned) = match &vma.backing {
                     Backing::Private => {
-                        let frame = Frame::alloc_zeroed_for_user().map_err(|_| FaultError::OutOfMemory)?;
+                        let mut frame = Frame::alloc_for_user().map_err(|_| FaultError::OutOfMemory)?;
+                        probe::mark(Phase::Alloc);
+                        crate::arch::zero_page(frame.bytes_mut());
+                        probe::mark(Phase::Zero);
                         (frame.start().as_u64(), Some(frame))
                     }
                     Backing::Shared { memory, first_page } => {
@@ -261,6 +275,7 @@ impl AddressSpace {
                     }
                 };
                 if pte.compare_exchange(0, phys | flags, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    probe::mark(Phase::Install);
                     if let Some(frame) = owned {
                         let _ = frame.into_raw();
                     }

@@ -387,10 +387,14 @@ extern "C" fn kernel_trap_dispatch(frame: &mut TrapFrame) {
     }
     if frame.from_user() {
         crate::task::return_to_user(frame);
+        if vector == VECTOR_PAGE_FAULT {
+            crate::mm::fault_probe::mark(crate::mm::fault_probe::Phase::ReturnToUser);
+        }
     }
 }
 
 fn page_fault(frame: &mut TrapFrame) {
+    crate::mm::fault_probe::start();
     let info = PageFaultInfo::decode(Cr2::read_raw(), frame.error_code);
     match crate::mm::fault::handle_page_fault(&info, frame) {
         FaultOutcome::Resolved | FaultOutcome::Killed => return,
