@@ -36,14 +36,17 @@ pub struct KernelStack {
 }
 
 impl KernelStack {
+    /// Stack frames are zeroed, as heap pages are (see `heap.rs`, `map_more`:
+    /// a page that once held code is slow to write under QEMU TCG until it
+    /// has been overwritten whole).
     pub fn new() -> Result<KernelStack, MapError> {
-        Self::with_frames(Frame::alloc)
+        Self::with_frames(Frame::alloc_zeroed)
     }
 
     /// A stack for a user thread: its frames are charged like user memory
     /// (`Frame::alloc_for_user`), so threads cannot take the kernel's reserve.
     pub fn new_for_user() -> Result<KernelStack, MapError> {
-        Self::with_frames(Frame::alloc_for_user)
+        Self::with_frames(Frame::alloc_zeroed_for_user)
     }
 
     fn with_frames(alloc: fn() -> Result<Frame, super::frame::FrameError>) -> Result<KernelStack, MapError> {
