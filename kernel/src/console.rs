@@ -10,12 +10,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 const COM1: u16 = 0x3f8;
 
 /// Guards the UART so lines from different CPUs do not interleave mid-line.
-static SERIAL: SpinLock<Option<Uart16550<PioBackend>>> = SpinLock::new(None);
+static SERIAL: SpinLock<Option<Uart16550<PioBackend>>> = SpinLock::new(Level::Console, None);
 /// Bytes sent to the console since boot (tests and statistics).
 static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 

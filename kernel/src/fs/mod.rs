@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 pub use proc::{resolve, Node, WriteRefusal};
 
-use crate::sync::{Mutex, SpinLock};
+use crate::sync::{Level, Mutex, SpinLock};
 
 /// The first fd the table hands out (0-2 are the console).
 pub const FIRST_FD: u64 = 3;
@@ -74,20 +74,25 @@ pub struct OpenFile {
 
 impl OpenFile {
     pub fn new(node: Node, access: Access, content: Vec<u8>) -> OpenFile {
-        OpenFile { node, access, content, offset: Mutex::new(0) }
+        OpenFile { node, access, content, offset: Mutex::new(Level::FileOffset, 0) }
     }
 }
 
 /// A process's open files (shared by its threads, as with CLONE_FILES).
-#[derive(Default)]
 pub struct FdTable {
     /// Slot i is fd FIRST_FD + i.
     slots: SpinLock<Vec<Option<Arc<OpenFile>>>>,
 }
 
+impl Default for FdTable {
+    fn default() -> Self {
+        FdTable::new()
+    }
+}
+
 impl FdTable {
     pub const fn new() -> FdTable {
-        FdTable { slots: SpinLock::new(Vec::new()) }
+        FdTable { slots: SpinLock::new(Level::FdTable, Vec::new()) }
     }
 
     /// Puts `file` at the lowest free fd and returns that fd; EMFILE if that

@@ -37,7 +37,7 @@ use super::tlb::TlbGather;
 use super::vma::{MmapReadGuard, MmapWriteGuard, VmaLockHeld, VmaTree};
 use crate::arch::ipi::CpuSet;
 use crate::sync::rcu::RcuArc;
-use crate::sync::RwSem;
+use crate::sync::{Level, RwSem};
 
 pub use super::mmap::MmapRequest;
 pub use super::mremap::MremapRequest;
@@ -193,7 +193,7 @@ impl AddressSpace {
         Ok(AddressSpace {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             page_table,
-            mmap_lock: RwSem::new(map),
+            mmap_lock: RwSem::new(Level::MmapLock, map),
             lock_seq: super::vma::LockSeq::new(),
             published: RcuArc::new(alloc::sync::Arc::new(VmaTree::default())),
             cpus: AtomicU64::new(0),
@@ -467,7 +467,7 @@ mod tests {
         static HOLDING: AtomicBool = AtomicBool::new(false);
         static LOCK_WAS_HELD: AtomicBool = AtomicBool::new(false);
         static CHECKED: AtomicBool = AtomicBool::new(false);
-        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(None);
+        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(Level::TestState, None);
 
         /// Waits until the munmap is flushing (waiting for the held CPU),
         /// then tries the lock a second munmap would take; releases the CPU.

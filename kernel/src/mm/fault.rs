@@ -312,7 +312,7 @@ mod tests {
     }
 
     /// The space and address a helper thread works on, and its progress.
-    static SPACE: SpinLock<Option<(Arc<AddressSpace>, u64)>> = SpinLock::new(None);
+    static SPACE: SpinLock<Option<(Arc<AddressSpace>, u64)>> = SpinLock::new(crate::sync::Level::TestState, None);
     static DONE: AtomicBool = AtomicBool::new(false);
 
     fn space() -> (Arc<AddressSpace>, u64) {

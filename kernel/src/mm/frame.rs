@@ -18,7 +18,7 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
 use super::phys_to_virt;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 pub const FRAME_SIZE: u64 = 4096;
 /// Frames below this address are never handed out.
@@ -113,7 +113,7 @@ impl Bitmap {
     }
 }
 
-static FRAMES: SpinLock<Option<Bitmap>> = SpinLock::new(None);
+static FRAMES: SpinLock<Option<Bitmap>> = SpinLock::new(Level::Frames, None);
 /// Frames allocated since boot and not freed, for leak checks.
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 

@@ -15,7 +15,7 @@ use x86_64::VirtAddr;
 use super::frame::{self, Frame, FRAME_SIZE};
 use super::layout::{KERNEL_HEAP_MAX, KERNEL_HEAP_START};
 use super::paging::{kernel_page_table, MapError};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 const INITIAL_SIZE: u64 = 4 << 20;
 /// Growth happens in steps of at least this much, to keep growth rare.
@@ -171,7 +171,10 @@ pub struct KernelHeap {
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    state: SpinLock::new(HeapState { heap: Heap::empty(), mapped_end: KERNEL_HEAP_START, small: SizeClasses::new() }),
+    state: SpinLock::new(
+        Level::Heap,
+        HeapState { heap: Heap::empty(), mapped_end: KERNEL_HEAP_START, small: SizeClasses::new() },
+    ),
 };
 
 pub(super) fn init() {

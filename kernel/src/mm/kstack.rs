@@ -13,7 +13,7 @@ use super::paging::{kernel_page_table, MapError};
 use crate::arch::ipi::online;
 use crate::arch::percpu::PreemptGuard;
 use crate::arch::tlb::{shootdown, FlushScope};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// Usable stack pages per slot.
 pub const STACK_PAGES: u64 = 16;
@@ -27,7 +27,7 @@ struct Slots {
     free: Vec<u64>,
 }
 
-static SLOTS: SpinLock<Slots> = SpinLock::new(Slots { next: 0, free: Vec::new() });
+static SLOTS: SpinLock<Slots> = SpinLock::new(Level::KernelStacks, Slots { next: 0, free: Vec::new() });
 
 /// An owned kernel stack; unmapped, flushed everywhere and freed on drop.
 #[derive(Debug)]

@@ -58,7 +58,7 @@ use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, Atomi
 use mmsync::rcu::{CpuGp, Cpus, GpState};
 
 use crate::arch::percpu::{self, PreemptGuard, MAX_CPUS};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 type Callback = Box<dyn FnOnce() + Send>;
 
@@ -88,7 +88,7 @@ impl CpuRcu {
         CpuRcu {
             nesting: AtomicUsize::new(0),
             gp: CpuGp::new(),
-            callbacks: SpinLock::new(VecDeque::new()),
+            callbacks: SpinLock::new(Level::RcuCallbacks, VecDeque::new()),
             queued: AtomicU64::new(0),
             invoked: AtomicU64::new(0),
             ready: AtomicBool::new(false),

@@ -1,16 +1,20 @@
 //! Sleeping locks: a mutex and a reader/writer semaphore whose waiters block
 //! (through `task::wait`) instead of spinning. They may be held across page
 //! faults and other sleeps; they must not be taken in interrupt handlers.
+//! Each has its level in the lock order, checked in debug builds
+//! (`order`): per thread, since they are held across sleeps.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::order::{self, Level};
 use crate::task::wait::WaitQueue;
 
 pub struct Mutex<T> {
     locked: AtomicBool,
     waiters: WaitQueue,
+    level: Level,
     data: UnsafeCell<T>,
 }
 
@@ -20,32 +24,35 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 unsafe impl<T: Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    pub const fn new(value: T) -> Self {
-        Mutex { locked: AtomicBool::new(false), waiters: WaitQueue::new(), data: UnsafeCell::new(value) }
+    /// A mutex at `level` of the lock order (a sleeping level).
+    pub const fn new(level: Level, value: T) -> Self {
+        assert!(level.is_sleeping(), "a sleeping lock at a spinlock's level");
+        Mutex { locked: AtomicBool::new(false), waiters: WaitQueue::new(), level, data: UnsafeCell::new(value) }
     }
 
+    fn try_take(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    /// Not order-checked (it cannot wait); what it takes counts as held.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| MutexGuard { mutex: self })
+        self.try_take().then(|| MutexGuard { mutex: self, recorded: order::sleeping_acquired(self.level) })
     }
 
+    /// Debug builds panic if a lock of its level or above is held.
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        if let Some(guard) = self.try_lock() {
-            return guard;
+        order::sleeping_check(self.level);
+        if !self.try_take() {
+            self.waiters.wait_until(|| self.try_take());
         }
-        let mut guard = None;
-        self.waiters.wait_until(|| {
-            guard = self.try_lock();
-            guard.is_some()
-        });
-        guard.expect("wait_until returns once the lock was taken")
+        MutexGuard { mutex: self, recorded: order::sleeping_acquired(self.level) }
     }
 }
 
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
+    /// The order check recorded the level as held by this thread.
+    recorded: bool,
 }
 
 impl<T> Deref for MutexGuard<'_, T> {
@@ -65,6 +72,7 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 
 impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
+        order::sleeping_released(self.mutex.level, self.recorded);
         self.mutex.locked.store(false, Ordering::Release);
         // All, not one: a queue may hold stale entries of threads woken by
         // other means (a time-out, a kill), and waking only such an entry
@@ -83,6 +91,7 @@ pub struct RwSem<T> {
     state: AtomicUsize,
     writers_waiting: AtomicUsize,
     waiters: WaitQueue,
+    level: Level,
     data: UnsafeCell<T>,
 }
 
@@ -93,61 +102,59 @@ unsafe impl<T: Send + Sync> Sync for RwSem<T> {}
 unsafe impl<T: Send> Send for RwSem<T> {}
 
 impl<T> RwSem<T> {
-    pub const fn new(value: T) -> Self {
+    /// A semaphore at `level` of the lock order (a sleeping level).
+    pub const fn new(level: Level, value: T) -> Self {
+        assert!(level.is_sleeping(), "a sleeping lock at a spinlock's level");
         RwSem {
             state: AtomicUsize::new(0),
             writers_waiting: AtomicUsize::new(0),
             waiters: WaitQueue::new(),
+            level,
             data: UnsafeCell::new(value),
         }
     }
 
+    fn try_take_read(&self) -> bool {
+        self.writers_waiting.load(Ordering::Acquire) == 0
+            && self
+                .state
+                .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| (s & WRITER == 0).then_some(s + 1))
+                .is_ok()
+    }
+
+    fn try_take_write(&self) -> bool {
+        self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    /// Not order-checked (it cannot wait); what it takes counts as held.
     pub fn try_read(&self) -> Option<ReadGuard<'_, T>> {
-        if self.writers_waiting.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        self.try_read_ignoring_writers()
+        self.try_take_read().then(|| ReadGuard { sem: self, recorded: order::sleeping_acquired(self.level) })
     }
 
-    fn try_read_ignoring_writers(&self) -> Option<ReadGuard<'_, T>> {
-        self.state
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| (s & WRITER == 0).then_some(s + 1))
-            .ok()
-            .map(|_| ReadGuard { sem: self })
-    }
-
+    /// Not order-checked (it cannot wait); what it takes counts as held.
     pub fn try_write(&self) -> Option<WriteGuard<'_, T>> {
-        self.state
-            .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| WriteGuard { sem: self })
+        self.try_take_write().then(|| WriteGuard { sem: self, recorded: order::sleeping_acquired(self.level) })
     }
 
+    /// Debug builds panic if a lock of its level or above is held.
     pub fn read(&self) -> ReadGuard<'_, T> {
-        if let Some(guard) = self.try_read() {
-            return guard;
+        order::sleeping_check(self.level);
+        if !self.try_take_read() {
+            self.waiters.wait_until(|| self.try_take_read());
         }
-        let mut guard = None;
-        self.waiters.wait_until(|| {
-            guard = self.try_read();
-            guard.is_some()
-        });
-        guard.expect("taken")
+        ReadGuard { sem: self, recorded: order::sleeping_acquired(self.level) }
     }
 
+    /// Debug builds panic if a lock of its level or above is held.
     pub fn write(&self) -> WriteGuard<'_, T> {
-        if let Some(guard) = self.try_write() {
-            return guard;
+        order::sleeping_check(self.level);
+        if !self.try_take_write() {
+            self.writers_waiting.fetch_add(1, Ordering::AcqRel);
+            self.waiters.wait_until(|| self.try_take_write());
+            // Readers held back for us may go once we are done; wake them then.
+            self.writers_waiting.fetch_sub(1, Ordering::AcqRel);
         }
-        self.writers_waiting.fetch_add(1, Ordering::AcqRel);
-        let mut guard = None;
-        self.waiters.wait_until(|| {
-            guard = self.try_write();
-            guard.is_some()
-        });
-        self.writers_waiting.fetch_sub(1, Ordering::AcqRel);
-        // Readers held back for us may go once we are done; wake them then.
-        guard.expect("taken")
+        WriteGuard { sem: self, recorded: order::sleeping_acquired(self.level) }
     }
 
     fn release(&self) {
@@ -157,6 +164,8 @@ impl<T> RwSem<T> {
 
 pub struct ReadGuard<'a, T> {
     sem: &'a RwSem<T>,
+    /// The order check recorded the level as held by this thread.
+    recorded: bool,
 }
 
 impl<T> Deref for ReadGuard<'_, T> {
@@ -169,6 +178,7 @@ impl<T> Deref for ReadGuard<'_, T> {
 
 impl<T> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
+        order::sleeping_released(self.sem.level, self.recorded);
         if self.sem.state.fetch_sub(1, Ordering::Release) == 1 {
             self.sem.release();
         }
@@ -177,6 +187,8 @@ impl<T> Drop for ReadGuard<'_, T> {
 
 pub struct WriteGuard<'a, T> {
     sem: &'a RwSem<T>,
+    /// The order check recorded the level as held by this thread.
+    recorded: bool,
 }
 
 impl<T> Deref for WriteGuard<'_, T> {
@@ -196,6 +208,7 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
+        order::sleeping_released(self.sem.level, self.recorded);
         self.sem.state.store(0, Ordering::Release);
         self.sem.release();
     }

@@ -4,31 +4,44 @@
 //! console, the heap); with interrupts enabled, a handler on the CPU that
 //! already holds the lock would spin forever. Saving and restoring the
 //! interrupt flag makes every `SpinLock` safe to take from any context.
+//!
+//! Each lock has its place in the lock order (`order::Level`), checked in
+//! debug builds when it is taken.
 
 use core::ops::{Deref, DerefMut};
 
+use super::order::{self, Level};
 use crate::arch::{self, InterruptState};
 
 pub struct SpinLock<T> {
     inner: spin::Mutex<T>,
+    level: Level,
 }
 
 impl<T> SpinLock<T> {
-    pub const fn new(value: T) -> Self {
-        SpinLock { inner: spin::Mutex::new(value) }
+    /// A lock at `level` of the lock order (a spinning level).
+    pub const fn new(level: Level, value: T) -> Self {
+        assert!(!level.is_sleeping(), "a spinlock at a sleeping lock's level");
+        SpinLock { inner: spin::Mutex::new(value), level }
     }
 
     /// Disables interrupts on this CPU, then spins until the lock is ours.
+    /// Debug builds panic if a lock of its level or above is held here.
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         let saved = arch::disable_interrupts();
-        SpinLockGuard { guard: Some(self.inner.lock()), saved }
+        let recorded = order::spin_acquire(self.level, false);
+        SpinLockGuard { guard: Some(self.inner.lock()), saved, level: self.level, recorded }
     }
 
-    /// Takes the lock only if it is free right now.
+    /// Takes the lock only if it is free right now. Not order-checked (it
+    /// cannot wait, so it closes no deadlock cycle); see `order`.
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
         let saved = arch::disable_interrupts();
         match self.inner.try_lock() {
-            Some(guard) => Some(SpinLockGuard { guard: Some(guard), saved }),
+            Some(guard) => {
+                let recorded = order::spin_acquire(self.level, true);
+                Some(SpinLockGuard { guard: Some(guard), saved, level: self.level, recorded })
+            }
             None => {
                 arch::restore_interrupts(saved);
                 None
@@ -46,12 +59,6 @@ impl<T> SpinLock<T> {
     }
 }
 
-impl<T: Default> Default for SpinLock<T> {
-    fn default() -> Self {
-        SpinLock::new(T::default())
-    }
-}
-
 impl<T> core::fmt::Debug for SpinLock<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(if self.is_locked() { "SpinLock(locked)" } else { "SpinLock" })
@@ -63,6 +70,9 @@ pub struct SpinLockGuard<'a, T> {
     // the interrupt flag; it is `Some` for the guard's whole life.
     guard: Option<spin::MutexGuard<'a, T>>,
     saved: InterruptState,
+    level: Level,
+    /// The order check recorded the level as held on this CPU.
+    recorded: bool,
 }
 
 impl<T> Deref for SpinLockGuard<'_, T> {
@@ -81,6 +91,7 @@ impl<T> DerefMut for SpinLockGuard<'_, T> {
 impl<T> Drop for SpinLockGuard<'_, T> {
     fn drop(&mut self) {
         self.guard = None;
+        order::spin_release(self.level, self.recorded);
         arch::restore_interrupts(self.saved);
     }
 }

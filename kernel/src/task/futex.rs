@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::wait::{WaitQueue, Wake};
 use crate::mm::uaccess::{read_user, Efault};
-use crate::sync::Mutex;
+use crate::sync::{Level, Mutex};
 
 struct Waiter {
     woken: AtomicBool,
@@ -21,7 +21,7 @@ struct Waiter {
 
 type Key = (u64, u64);
 
-static FUTEXES: Mutex<BTreeMap<Key, VecDeque<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+static FUTEXES: Mutex<BTreeMap<Key, VecDeque<Arc<Waiter>>>> = Mutex::new(Level::Futex, BTreeMap::new());
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FutexError {

@@ -9,7 +9,7 @@ use super::sched;
 use super::thread::Thread;
 use super::wait::WaitQueue;
 use crate::mm::addrspace::AddressSpace;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// The signals the kernel delivers itself (always fatal: no handlers yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub enum Signal {
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Every process, for diagnostics (`debug_dump`).
-static PROCESSES: SpinLock<Vec<alloc::sync::Weak<Process>>> = SpinLock::new(Vec::new());
+static PROCESSES: SpinLock<Vec<alloc::sync::Weak<Process>>> = SpinLock::new(Level::ProcessList, Vec::new());
 
 /// Prints every live user thread's state (from the NMI diagnostics path:
 /// only `try_lock`, never waits).
@@ -91,16 +91,16 @@ impl Process {
             parent_pid,
             mm: Arc::new(mm),
             files: crate::fs::FdTable::new(),
-            threads: SpinLock::new(Vec::new()),
-            all_threads: SpinLock::new(Vec::new()),
+            threads: SpinLock::new(Level::ProcessThreads, Vec::new()),
+            all_threads: SpinLock::new(Level::ProcessThreads, Vec::new()),
             thread_objects: AtomicUsize::new(0),
             first_tid_taken: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
-            status: SpinLock::new(None),
+            status: SpinLock::new(Level::ProcessStatus, None),
             done: AtomicBool::new(false),
             done_queue: WaitQueue::new(),
             signals: super::signal::ProcessSignals::default(),
-            limits: SpinLock::new(crate::syscall::default_limits()),
+            limits: SpinLock::new(Level::ProcessLimits, crate::syscall::default_limits()),
             membarrier: AtomicU64::new(0),
         });
         let mut all = PROCESSES.lock();

@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::arch::apic::{self, Delivery, Destination};
 use crate::arch::ipi::online;
 use crate::arch::percpu::{self, MAX_CPUS};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 use super::thread::{Thread, ThreadState};
 
@@ -45,7 +45,10 @@ struct SchedLock(AtomicBool);
 static SCHED_LOCK: SchedLock = SchedLock(AtomicBool::new(false));
 
 impl SchedLock {
+    /// Its level is recorded on this CPU (`sync::order`), and cleared by
+    /// `release` on the same CPU, whichever thread releases it.
     fn acquire(&self) {
+        crate::sync::order::spin_acquire(Level::Scheduler, false);
         while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             crate::arch::ipi::serve_calls();
             core::hint::spin_loop();
@@ -54,6 +57,7 @@ impl SchedLock {
 
     fn release(&self) {
         self.0.store(false, Ordering::Release);
+        crate::sync::order::spin_release(Level::Scheduler, true);
     }
 }
 
@@ -90,7 +94,8 @@ unsafe fn queue(cpu: usize) -> &'static mut VecDeque<Arc<Thread>> {
 /// Each CPU's idle thread.
 static IDLE: [spin::Once<Arc<Thread>>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
 /// The thread each CPU switched away from, until the next thread releases it.
-static PREVIOUS: [SpinLock<Option<Arc<Thread>>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+static PREVIOUS: [SpinLock<Option<Arc<Thread>>>; MAX_CPUS] =
+    [const { SpinLock::new(Level::PreviousThread, None) }; MAX_CPUS];
 
 /// The running thread.
 pub fn current() -> Arc<Thread> {

@@ -30,7 +30,7 @@ use crate::arch::context::FpuState;
 use crate::arch::traps::TrapFrame;
 use crate::mm::layout::USER_END;
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user, Efault, UserData};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 pub const SIGTRAP: u32 = 5;
 pub const SIGBUS: u32 = 7;
@@ -281,7 +281,6 @@ impl AltStack {
 }
 
 /// A thread's signal state.
-#[derive(Default)]
 pub struct ThreadSignals {
     pub blocked: AtomicU64,
     pub pending: AtomicU64,
@@ -315,6 +314,17 @@ pub enum Restart {
     FutexWait { addr: u64, expected: u32, deadline_ns: u64 },
 }
 
+impl Default for ThreadSignals {
+    fn default() -> Self {
+        ThreadSignals {
+            blocked: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            altstack: SpinLock::new(Level::AltStack, AltStack::default()),
+            robust_list: AtomicU64::new(0),
+        }
+    }
+}
+
 impl ThreadSignals {
     /// A new thread's: the creator's mask, no alternate stack, nothing pending (as Linux's clone).
     pub fn inherit_mask(&self, parent: &ThreadSignals) {
@@ -330,7 +340,10 @@ pub struct ProcessSignals {
 
 impl Default for ProcessSignals {
     fn default() -> Self {
-        ProcessSignals { actions: SpinLock::new([SigAction::default(); NSIG as usize]), pending: AtomicU64::new(0) }
+        ProcessSignals {
+            actions: SpinLock::new(Level::SignalActions, [SigAction::default(); NSIG as usize]),
+            pending: AtomicU64::new(0),
+        }
     }
 }
 

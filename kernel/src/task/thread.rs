@@ -91,6 +91,9 @@ pub struct Thread {
     /// VMA read locks it holds (debug builds count them, to check the lock
     /// order: no `mmap_lock` is taken while one is held; `mm::vma::lock`).
     pub vma_locks_held: AtomicU32,
+    /// Debug builds: the levels of the sleeping locks it holds, one bit each
+    /// (`sync::order`). Changed only by the thread itself.
+    pub locks_held: AtomicU32,
     /// Signal mask, pending signals, alternate stack (`task::signal`).
     pub signals: super::signal::ThreadSignals,
 }
@@ -125,6 +128,7 @@ impl Thread {
             interruptible: AtomicBool::new(false),
             is_idle,
             vma_locks_held: AtomicU32::new(0),
+            locks_held: AtomicU32::new(0),
             signals: super::signal::ThreadSignals::default(),
         }
     }

@@ -7,10 +7,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::sched;
 use super::thread::Thread;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// (deadline, sequence) -> thread; the sequence keeps equal deadlines apart.
-static SLEEPERS: SpinLock<BTreeMap<(u64, u64), Arc<Thread>>> = SpinLock::new(BTreeMap::new());
+static SLEEPERS: SpinLock<BTreeMap<(u64, u64), Arc<Thread>>> = SpinLock::new(Level::TimerSleepers, BTreeMap::new());
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// A pending timed wake-up, to cancel when the wait ends early.

@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 
 use super::sched::{self, current};
 use super::thread::Thread;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// Why a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct WaitQueue {
 
 impl WaitQueue {
     pub const fn new() -> Self {
-        WaitQueue { waiters: SpinLock::new(VecDeque::new()) }
+        WaitQueue { waiters: SpinLock::new(Level::WaitQueue, VecDeque::new()) }
     }
 
     /// Sleeps until `cond()` returns true, however long that takes (sleeping

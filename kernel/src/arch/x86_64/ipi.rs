@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::apic::{self, Delivery, Destination};
 use super::percpu::{self, MAX_CPUS};
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 pub const CALL_VECTOR: u8 = 0xf0;
 
@@ -233,7 +233,7 @@ pub fn call_async(cpus: CpuSet, f: Box<dyn Fn() + Send + Sync>) {
 
 /// Runs `f` on each CPU in `cpus` and collects what each returned, by CPU.
 pub fn run_on_each<R: Send>(cpus: CpuSet, f: impl Fn() -> R + Sync) -> Vec<(usize, R)> {
-    let slots: Vec<SpinLock<Option<R>>> = (0..MAX_CPUS).map(|_| SpinLock::new(None)).collect();
+    let slots: Vec<SpinLock<Option<R>>> = (0..MAX_CPUS).map(|_| SpinLock::new(Level::CallResults, None)).collect();
     call_on(cpus, &|| {
         let result = f();
         *slots[percpu::cpu_id()].lock() = Some(result);

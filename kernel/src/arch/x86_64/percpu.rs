@@ -18,13 +18,13 @@
 //! about "this CPU" (not about the thread) may be stale a moment later
 //! unless the caller is pinned.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ::x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use ::x86_64::VirtAddr;
 
 use super::ipi::CallQueue;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// The most CPUs we manage (CPU sets are 64-bit masks).
 pub const MAX_CPUS: usize = 64;
@@ -53,6 +53,9 @@ pub struct PerCpu {
     pub current_task: AtomicUsize,
     /// This CPU's TSS, whose RSP0 follows the running thread.
     pub tss: &'static super::gdt::TssCell,
+    /// Debug builds: the levels of the spinlocks held on this CPU, one bit
+    /// each (`sync::order`). Changed only on this CPU, interrupts off.
+    pub locks_held: AtomicU32,
 }
 
 // SAFETY: `self_ptr` is only ever the structure's own (immutable, 'static)
@@ -91,11 +94,12 @@ pub fn init(cpu: usize, apic_id: u32, tss: &'static super::gdt::TssCell) {
         cpu,
         apic_id,
         ticks: AtomicU64::new(0),
-        calls: SpinLock::new(CallQueue::new()),
+        calls: SpinLock::new(Level::CallQueue, CallQueue::new()),
         preempt_count: AtomicUsize::new(0),
         need_resched: AtomicBool::new(false),
         current_task: AtomicUsize::new(0),
         tss,
+        locks_held: AtomicU32::new(0),
     }));
     data.self_ptr = data;
     let ptr: *mut PerCpu = data;
@@ -120,6 +124,33 @@ pub fn current() -> &'static PerCpu {
     unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
     // SAFETY: `ptr` is the leaked, never-freed `PerCpu` of this CPU.
     unsafe { &*ptr }
+}
+
+/// This CPU's data, or None while this CPU has none yet (early boot, an
+/// AP before its `init`: `park_gs` points its GS at zeros). For the lock
+/// order checks, which run in every lock, from the first. Pinned callers
+/// only, as `current()`.
+pub fn try_current() -> Option<&'static PerCpu> {
+    if !READY.load(Ordering::Acquire) {
+        return None;
+    }
+    let ptr: *const PerCpu;
+    // SAFETY: READY is set, so this CPU's GS points at its `PerCpu` or (an
+    // AP before `init`) at `EARLY_GS`, whose first word is null; a load.
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: non-null, it is this CPU's leaked, never-freed `PerCpu`.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+/// What an AP's GS points at from its first instruction in Rust until
+/// `init`: zeros, so every GS-relative read (`cpu_id`, `current_task`,
+/// `try_current`) sees "CPU 0, no thread, no per-CPU data" instead of
+/// faulting on address 0 once the boot CPU has set READY.
+static EARLY_GS: [u64; core::mem::size_of::<PerCpu>().div_ceil(8)] = [0; core::mem::size_of::<PerCpu>().div_ceil(8)];
+
+/// Points this CPU's GS at `EARLY_GS` (an AP, before anything takes a lock).
+pub fn park_gs() {
+    GsBase::write(VirtAddr::from_ptr(EARLY_GS.as_ptr()));
 }
 
 /// Reads the 8-byte field at byte offset `$offset` of this CPU's `PerCpu`

@@ -268,6 +268,7 @@ fn start_one(cpu: usize, apic_id: u32, table: &PageTable, trampoline: *mut u8) -
 
 /// Where an AP arrives from the trampoline, on its own stack.
 extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
+    super::percpu::park_gs();
     gdt::load(boot.tables);
     // SAFETY: the kernel's page table maps everything this CPU touches from
     // here on (kernel half), like on the boot CPU.
@@ -334,7 +335,7 @@ mod tests {
     #[test_case]
     fn spinlocked_increments_from_every_cpu_sum_exactly() {
         const PER_CPU: u64 = 20_000;
-        let counter = SpinLock::new(0u64);
+        let counter = SpinLock::new(crate::sync::Level::TestState, 0u64);
         call_on(online(), &|| {
             for _ in 0..PER_CPU {
                 let mut c = counter.lock();

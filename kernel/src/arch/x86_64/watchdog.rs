@@ -33,7 +33,7 @@ use super::qemu::{exit, ExitCode};
 use super::traps::TrapFrame;
 use super::{extable, time};
 use crate::console::emergency_print;
-use crate::sync::SpinLock;
+use crate::sync::{Level, SpinLock};
 
 /// No tick for this long: a hard lockup.
 pub const HARD_LOCKUP_NS: u64 = 10_000_000_000;
@@ -92,7 +92,7 @@ struct Watch {
     own_stall: Stall,
 }
 
-static WATCH: [SpinLock<Watch>; MAX_CPUS] = [const { SpinLock::new(Watch::new()) }; MAX_CPUS];
+static WATCH: [SpinLock<Watch>; MAX_CPUS] = [const { SpinLock::new(Level::Watchdog, Watch::new()) }; MAX_CPUS];
 
 impl Watch {
     const fn new() -> Self {
@@ -180,7 +180,7 @@ pub struct Report {
     pub cpus: [CpuState; MAX_CPUS],
 }
 
-static STATES: [SpinLock<CpuState>; MAX_CPUS] = [const { SpinLock::new(CpuState::zero()) }; MAX_CPUS];
+static STATES: [SpinLock<CpuState>; MAX_CPUS] = [const { SpinLock::new(Level::Watchdog, CpuState::zero()) }; MAX_CPUS];
 
 impl CpuState {
     const fn zero() -> Self {

@@ -153,6 +153,11 @@ impl<'a> MmapWriteGuard<'a> {
     /// Write-locks `vma` (Linux's vma_start_write): waits until its readers
     /// have left; new readers fail until this guard is dropped. Idempotent.
     pub(in crate::mm) fn start_write(&self, vma: &Vma) {
+        // It may sleep until the readers drain: checked like a sleeping lock
+        // (above the mmap_lock we hold). Not recorded as held: every VMA of
+        // the section stays locked until the guard drops, and the mmap_lock
+        // (recorded) already orders what this thread takes meanwhile.
+        crate::sync::order::sleeping_check(crate::sync::Level::VmaLock);
         let lock = &vma.lock;
         if lock.state.start_write(self.seq, |drained| lock.drained.wait_until(drained)) {
             self.mm.stats.vmas_write_locked.fetch_add(1, Ordering::Relaxed);
