@@ -10,6 +10,10 @@
 //!   `PENDING`, requests, the per-CPU reported GP), with the current CPU and
 //!   interrupt masking supplied by the caller ([`rcu::Cpus`]).
 //!
+//! - [`pgtable`]: which page tables munmap may free (floor and ceiling)
+//!   and the walk that unlinks them, over a caller-supplied layout
+//!   ([`pgtable::Tables`]).
+//!
 //! Atomics come from [`sync`]: core's in the kernel, loom's under
 //! `--cfg loom`. Loom's atomics are not `const`, so under loom the
 //! constructors are plain functions (the kernel's statics need `const fn`).
@@ -20,6 +24,7 @@
 //! `Mutation::None`, so every test of it folds away.
 #![no_std]
 
+pub mod pgtable;
 pub mod rcu;
 pub mod sync;
 pub mod vma_lock;

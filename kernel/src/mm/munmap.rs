@@ -42,8 +42,11 @@ impl AddressSpace {
     /// none of those is wholly in the gap; a fault in the gap finds no VMA,
     /// or a new one still write-locked, and waits for the mmap lock.
     pub(super) fn free_page_tables(&self, map: &MmapWriteGuard, start: u64, end: u64, gather: &mut TlbGather) {
-        let floor = map.prev(start).map_or(0, |vma| vma.end);
-        let ceiling = map.next(end).map_or(USER_HALF_END, |vma| vma.start);
+        let (floor, ceiling) = mmsync::pgtable::free_range(
+            map.prev(start).map(|vma| vma.end),
+            map.next(end).map(|vma| vma.start),
+            USER_HALF_END,
+        );
         self.page_table.unlink_user_tables((start, end), (floor, ceiling), &mut |table| gather.tables.push(table));
     }
 

@@ -72,6 +72,24 @@ impl From<WalkError> for MapError {
     }
 }
 
+/// The x86-64 layout for `mmsync::pgtable`: tables named by physical
+/// address, 512 entries, 4 KiB pages.
+struct KernelTables;
+
+impl mmsync::pgtable::Tables for KernelTables {
+    const PAGE_SHIFT: u32 = 12;
+    const INDEX_BITS: u32 = 9;
+
+    fn entry(&self, table: u64, index: usize) -> &AtomicU64 {
+        &entries(PhysAddr::new(table))[index]
+    }
+
+    fn child(&self, value: u64) -> Option<u64> {
+        (value & PageTableFlags::PRESENT.bits() != 0 && value & PageTableFlags::HUGE_PAGE.bits() == 0)
+            .then_some(value & ADDR_MASK)
+    }
+}
+
 /// A four-level page table, named by its root (PML4) frame.
 #[derive(Debug)]
 pub struct PageTable {
@@ -349,7 +367,10 @@ impl PageTable {
     /// may still point into them): the caller gathers them for after the
     /// flush. Caller's contract: no mapping lies in [floor, ceiling) (so the
     /// tables hold no translations) and nothing walks that range meanwhile
-    /// (the address space's `mmap_lock` is held for writing).
+    /// (the `mmap_lock` is held for writing and the VMAs that covered it
+    /// were write-locked and removed; faults in the neighbouring VMAs walk
+    /// only tables that overlap them, which are kept). Which tables go is
+    /// `mmsync::pgtable`'s decision, model-checked on the host.
     pub(crate) fn unlink_user_tables(
         &self,
         (start, end): (u64, u64),
@@ -368,38 +389,17 @@ impl PageTable {
             }
             retire(PhysFrame::containing_address(table));
         }
-        fn visit(
-            table: PhysAddr,
-            level: u8,
-            base: u64,
-            range: (u64, u64),
-            keep: (u64, u64),
-            retire: &mut dyn FnMut(PhysFrame),
-        ) {
-            let span = 1u64 << (12 + 9 * (level as u64 - 1));
-            let first = ((range.0 - base) / span) as usize;
-            let last = ((range.1 - 1 - base) / span) as usize;
-            for (index, entry) in entries(table).iter().enumerate().take(last + 1).skip(first) {
-                let value = entry.load(Ordering::Acquire);
-                if value & PageTableFlags::PRESENT.bits() == 0 || value & PageTableFlags::HUGE_PAGE.bits() != 0 {
-                    continue;
-                }
-                let child = PhysAddr::new(value & ADDR_MASK);
-                let child_start = base + index as u64 * span;
-                let child_end = child_start + span;
-                if keep.0 <= child_start && child_end <= keep.1 {
-                    entry.store(0, Ordering::Release);
-                    retire_subtree(child, level - 1, retire);
-                } else if level > 2 {
-                    let clipped = (range.0.max(child_start), range.1.min(child_end));
-                    visit(child, level - 1, child_start, clipped, keep, retire);
-                }
-            }
-        }
         let end = end.min(USER_HALF_END);
-        if start < end {
-            visit(self.root.start_address(), 4, 0, (start, end), (floor, ceiling), retire);
-        }
+        // The walk and the floor/ceiling decision are shared with the host's
+        // model of this against racing faults (`mmsync::pgtable`).
+        mmsync::pgtable::unlink_tables(
+            &KernelTables,
+            self.root.start_address().as_u64(),
+            4,
+            (start, end),
+            (floor, ceiling),
+            &mut |table, level| retire_subtree(PhysAddr::new(table), level, retire),
+        );
     }
 
     /// How many page-table pages the user half has (the root not counted).

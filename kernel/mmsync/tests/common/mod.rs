@@ -14,6 +14,10 @@ fn builder(preemptions: Option<usize>) -> loom::model::Builder {
     builder.preemption_bound = preemptions;
     builder.max_duration = None;
     builder.max_permutations = None;
+    // Spin-waits (a writer draining readers, a flush waiting for its
+    // answer) take many branches on the long paths; loom's default of 1,000
+    // stops such an execution as if it were a livelock.
+    builder.max_branches = 20_000;
     builder
 }
 
