@@ -97,18 +97,22 @@ lint: toolchain
 	cargo clippy -p boot -p e2e -p bench --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p vmatree --target $(KARCH) -- -D warnings
+	cargo clippy -p frames --target $(HOST) --all-targets -- -D warnings
+	cargo clippy -p frames --target $(KARCH) -- -D warnings
 	cargo clippy -p mmsync --target $(HOST) --all-targets -- -D warnings
 	cargo clippy -p mmsync --target $(KARCH) -- -D warnings
 	$(LOOM_ENV) cargo clippy -p mmsync --target $(HOST) --all-targets -- -D warnings
 	cd user && cargo clippy --release --target $(KARCH) -- -D warnings
 
 # Host tests of the kernel's crates that need no QEMU: the VMA tree's unit,
-# property and scale tests (kernel/vmatree).
+# property and scale tests (kernel/vmatree), the frame bitmap's property
+# tests (kernel/frames) and mmsync's plain unit tests.
 host-test: toolchain
-	cargo test -p vmatree --target $(HOST)
+	cargo test -p vmatree -p frames -p mmsync --target $(HOST)
 
-# Model checking (kernel/mmsync): the per-VMA lock and RCU's grace-period
-# bookkeeping, the same code the kernel runs, under loom's atomics. Its own
+# Model checking (kernel/mmsync): the per-VMA lock, RCU's grace-period
+# bookkeeping and the freed-table rule, the same code the kernel runs, under
+# loom's atomics. Its own
 # target dir (a different RUSTFLAGS would rebuild the host crates each time);
 # release for speed, debug assertions kept (the kernel's own checks).
 LOOM_ENV := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom

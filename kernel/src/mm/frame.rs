@@ -8,12 +8,14 @@
 //!
 //! Frames are owned values: a `Frame` frees itself when dropped, so a frame
 //! can only be leaked on purpose (`Frame::into_raw`, e.g. when a page table
-//! takes it over). Single frames come from one global bitmap under a spinlock;
+//! takes it over). Single frames come from one global bitmap under a spinlock
+//! (its bookkeeping is the `frames` crate, property-tested on the host);
 //! a per-CPU cache can sit in front of `alloc`/`free` without changing callers.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
+use frames::FrameBitmap;
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
@@ -41,79 +43,9 @@ pub struct FrameStats {
     pub free: usize,
 }
 
-struct Bitmap {
-    /// Bit set: the frame is not available (in use, or never usable).
-    used: &'static mut [u64],
-    /// Bit set: the frame is managed here (usable RAM). Catches bad frees.
-    managed: &'static mut [u64],
-    /// Frames covered by the bitmaps, from physical address 0.
-    frames: usize,
-    total: usize,
-    free: usize,
-    /// Word index where the next search starts (frees below it move it back).
-    hint: usize,
-}
-
-impl Bitmap {
-    fn is_used(&self, frame: usize) -> bool {
-        self.used[frame / 64] & (1 << (frame % 64)) != 0
-    }
-
-    fn set_used(&mut self, frame: usize, used: bool) {
-        if used {
-            self.used[frame / 64] |= 1 << (frame % 64);
-        } else {
-            self.used[frame / 64] &= !(1 << (frame % 64));
-        }
-    }
-
-    fn is_managed(&self, frame: usize) -> bool {
-        frame < self.frames && self.managed[frame / 64] & (1 << (frame % 64)) != 0
-    }
-
-    fn alloc(&mut self) -> Option<usize> {
-        let words = self.used.len();
-        for step in 0..words {
-            let index = (self.hint + step) % words;
-            let word = self.used[index];
-            if word != u64::MAX {
-                let frame = index * 64 + (!word).trailing_zeros() as usize;
-                self.set_used(frame, true);
-                self.free -= 1;
-                self.hint = index;
-                return Some(frame);
-            }
-        }
-        None
-    }
-
-    /// First-fit search for `count` free frames starting at a multiple of `align`.
-    fn alloc_contiguous(&mut self, count: usize, align: usize) -> Option<usize> {
-        let mut start = 0;
-        while start + count <= self.frames {
-            match (start..start + count).rev().find(|&f| self.is_used(f)) {
-                None => {
-                    (start..start + count).for_each(|f| self.set_used(f, true));
-                    self.free -= count;
-                    return Some(start);
-                }
-                // Skip past the used frame, keeping the alignment.
-                Some(used) => start = (used + 1).next_multiple_of(align),
-            }
-        }
-        None
-    }
-
-    fn free(&mut self, frame: usize) {
-        assert!(self.is_managed(frame), "freeing frame {frame:#x} that the allocator does not manage");
-        assert!(self.is_used(frame), "double free of frame {frame:#x}");
-        self.set_used(frame, false);
-        self.free += 1;
-        self.hint = self.hint.min(frame / 64);
-    }
-}
-
-static FRAMES: SpinLock<Option<Bitmap>> = SpinLock::new(Level::Frames, None);
+/// The bookkeeping is the `frames` crate's (host-tested); its words live in
+/// physical memory, carved out at boot.
+static FRAMES: SpinLock<Option<FrameBitmap<'static>>> = SpinLock::new(Level::Frames, None);
 /// Frames allocated since boot and not freed, for leak checks.
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
@@ -128,7 +60,7 @@ pub fn init(regions: &[MemoryRegion]) {
     };
     let top = usable().map(|(_, end)| end).max().expect("the memory map has usable memory");
     let frames = (top / FRAME_SIZE) as usize;
-    let words = frames.div_ceil(64);
+    let words = frames::words_for(frames);
     let bitmap_bytes = (2 * words * 8) as u64;
 
     // The bitmaps live in the first usable range big enough to hold them.
@@ -143,29 +75,20 @@ pub fn init(regions: &[MemoryRegion]) {
     let (used, managed) = unsafe {
         (core::slice::from_raw_parts_mut(base, words), core::slice::from_raw_parts_mut(base.add(words), words))
     };
-    used.fill(u64::MAX);
-    managed.fill(0);
-    let mut bitmap = Bitmap { used, managed, frames, total: 0, free: 0, hint: 0 };
-    let reserved = bitmap_start / FRAME_SIZE..bitmap_start / FRAME_SIZE + bitmap_frames;
+    let mut bitmap = FrameBitmap::new(used, managed, frames);
+    let reserved = (bitmap_start / FRAME_SIZE) as usize..(bitmap_start / FRAME_SIZE + bitmap_frames) as usize;
     for (start, end) in usable() {
-        for frame in (start / FRAME_SIZE) as usize..(end / FRAME_SIZE) as usize {
-            if !reserved.contains(&(frame as u64)) && !bitmap.is_managed(frame) {
-                bitmap.managed[frame / 64] |= 1 << (frame % 64);
-                bitmap.set_used(frame, false);
-                bitmap.total += 1;
-            }
-        }
+        bitmap.add_usable((start / FRAME_SIZE) as usize..(end / FRAME_SIZE) as usize, &reserved);
     }
-    bitmap.free = bitmap.total;
     *FRAMES.lock() = Some(bitmap);
 }
 
-fn with_bitmap<R>(f: impl FnOnce(&mut Bitmap) -> R) -> R {
+fn with_bitmap<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
     f(FRAMES.lock().as_mut().expect("frame allocator initialised"))
 }
 
 pub fn stats() -> FrameStats {
-    with_bitmap(|b| FrameStats { total: b.total, free: b.free })
+    with_bitmap(|b| FrameStats { total: b.total(), free: b.free_count() })
 }
 
 /// Frames handed out and not yet returned.
@@ -184,7 +107,7 @@ pub struct Frame(PhysFrame);
 
 impl Frame {
     pub fn alloc() -> Result<Frame, FrameError> {
-        let number = with_bitmap(Bitmap::alloc).ok_or(FrameError::OutOfMemory)?;
+        let number = with_bitmap(FrameBitmap::alloc).ok_or(FrameError::OutOfMemory)?;
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
         Ok(Frame(frame_at(number)))
     }
@@ -201,8 +124,7 @@ impl Frame {
     /// stopped (ENOMEM, EAGAIN, or killed) before the kernel's own
     /// allocations (the heap) fail.
     pub fn alloc_for_user() -> Result<Frame, FrameError> {
-        let number =
-            with_bitmap(|b| if b.free > USER_RESERVE { b.alloc() } else { None }).ok_or(FrameError::OutOfMemory)?;
+        let number = with_bitmap(|b| b.alloc_above_reserve(USER_RESERVE)).ok_or(FrameError::OutOfMemory)?;
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
         Ok(Frame(frame_at(number)))
     }
@@ -253,7 +175,7 @@ impl Drop for Frame {
             self.bytes_mut().fill(POISON_BYTE);
         }
         let number = (self.start().as_u64() / FRAME_SIZE) as usize;
-        with_bitmap(|b| b.free(number));
+        with_bitmap(|b| b.free(number)).unwrap_or_else(|bad| panic!("{bad}"));
         ALLOCATED.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -269,7 +191,6 @@ pub struct FrameRun {
 impl FrameRun {
     /// `count` contiguous frames whose first frame number is a multiple of `align`.
     pub fn alloc(count: usize, align: usize) -> Result<FrameRun, FrameError> {
-        assert!(count > 0 && align.is_power_of_two());
         let first = with_bitmap(|b| b.alloc_contiguous(count, align)).ok_or(FrameError::OutOfMemory)?;
         ALLOCATED.fetch_add(count, Ordering::Relaxed);
         Ok(FrameRun { first, count })
@@ -286,7 +207,8 @@ impl FrameRun {
 
 impl Drop for FrameRun {
     fn drop(&mut self) {
-        with_bitmap(|b| (self.first..self.first + self.count).for_each(|f| b.free(f)));
+        with_bitmap(|b| (self.first..self.first + self.count).try_for_each(|f| b.free(f)))
+            .unwrap_or_else(|bad| panic!("{bad}"));
         ALLOCATED.fetch_sub(self.count, Ordering::Relaxed);
     }
 }
