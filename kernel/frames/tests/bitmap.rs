@@ -51,7 +51,6 @@ fn run_exists(usable: &BTreeSet<usize>, held: &BTreeSet<usize>, frames: usize, c
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn never_hands_out_a_frame_twice_and_counts_match(
