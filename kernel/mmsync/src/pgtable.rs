@@ -27,6 +27,9 @@ pub enum Mutation {
     /// The floor is one page too low: a table the previous VMA still
     /// overlaps (by its last page) is freed.
     FloorOffByOne,
+    /// The ceiling is one page too high: a table the next VMA still
+    /// overlaps (by its first page) is freed.
+    CeilingOffByOne,
 }
 
 /// A page-table layout: where entries are and what they lead to.
@@ -65,11 +68,12 @@ pub fn free_range(prev_end: Option<u64>, next_start: Option<u64>, top: u64) -> (
 /// Whether a table covering [`table.0`, `table.1`) may be freed given the
 /// free range `keep` (from [`free_range`]): only if it lies wholly inside.
 pub fn may_free(table: (u64, u64), keep: (u64, u64), mutation: Mutation, page: u64) -> bool {
-    let floor = match mutation {
-        Mutation::None => keep.0,
-        Mutation::FloorOffByOne => keep.0.saturating_sub(page),
+    let (floor, ceiling) = match mutation {
+        Mutation::None => keep,
+        Mutation::FloorOffByOne => (keep.0.saturating_sub(page), keep.1),
+        Mutation::CeilingOffByOne => (keep.0, keep.1 + page),
     };
-    floor <= table.0 && table.1 <= keep.1
+    floor <= table.0 && table.1 <= ceiling
 }
 
 /// Unlinks the tables below `root` (a level-`root_level` table covering
@@ -136,6 +140,7 @@ mod tests {
         assert!(!may_free((0x20_0000, 0x40_1000), keep, Mutation::None, page));
         // The broken floor frees the previous VMA's table.
         assert!(may_free((0, 0x20_0000), keep, Mutation::FloorOffByOne, page));
+        assert!(may_free((0x20_0000, 0x40_1000), keep, Mutation::CeilingOffByOne, page));
         assert_eq!(free_range(None, None, 1 << 47), (0, 1 << 47));
     }
 }

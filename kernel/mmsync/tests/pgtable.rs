@@ -5,28 +5,31 @@
 //! walks the tables until it has flushed. Run by `make model-test`.
 //!
 //! A tiny two-level table: the root's two entries lead to leaf tables of
-//! two 4 KiB pages each, so the root covers [0, 16 KiB):
+//! two 4 KiB pages each, so the root covers [0, 16 KiB). Two layouts, one
+//! per side of the rule (the floor, the ceiling):
 //!
 //! ```text
-//!   page      0 | 1 |     2 | 3
-//!   table     T0      |   T1
-//!   VMA       A | B (munmap removes it)
+//!   page      0 | 1 |     2 | 3            0 | 1 |     2 | 3
+//!   table     A's     |   gap              gap     |   A's
+//!   VMA       A | B (removed)              B (removed)     | A
 //! ```
 //!
-//! T1 is linked at the start with B's page 2 in it; T0 is not: the fault in
-//! A allocates it and links it by CAS on the root entry (as the kernel's
-//! `walk`). The threads:
+//! The gap table is linked at the start with one of B's pages in it; A's
+//! table is not: the fault in A (the neighbour) allocates it and links it
+//! by CAS on the root entry (as the kernel's `walk`). The threads:
 //! - munmap (the model's main thread), as `AddressSpace::munmap`: begins a
 //!   write section, write-locks B (waits for its readers) and detaches it,
 //!   zaps B's pages, unlinks the tables `pgtable::unlink_tables` picks with
-//!   `pgtable::free_range` (floor: A's end), flushes (asks CPU A and waits
-//!   for its answer), frees them, ends the section;
-//! - CPU A: a fault on page 0 under A's read lock (`vma_lock`), which
-//!   installs T0 and its page; then its MMU walks towards page 3 (a
-//!   speculative walk may reach any linked table), answers the flush, and
-//!   walks again;
-//! - a fault on page 3 under B's read lock: installs its page into T1 (or a
-//!   fresh table if T1 is gone), or finds B write-locked or detached.
+//!   `pgtable::free_range` (A's end is the floor, or its start the
+//!   ceiling), flushes (asks CPU A and waits for its answer), frees them,
+//!   ends the section;
+//! - CPU A: a fault on A's page under A's read lock (`vma_lock`), which
+//!   installs A's table and the page; then its MMU walks towards the page
+//!   B's fault wants (a speculative walk may reach any linked table),
+//!   answers the flush, and walks again;
+//! - a fault on a page of B under B's read lock: installs its page into the
+//!   gap table (or a fresh table if that is gone), or finds B write-locked
+//!   or detached.
 //!
 //! Asserted in every execution: no table is used after it is freed (each
 //! table's memory is a loom `UnsafeCell` that freeing writes, so a use not
@@ -45,19 +48,65 @@ use mmsync::pgtable::{self, Tables};
 use mmsync::vma_lock::{LockSeq, VmaLockState};
 
 const PAGE: u64 = 4096;
-/// Root, T0 (A's fault's fresh table), T1 (linked at the start), and the
-/// fresh table B's fault would allocate if it found T1 gone.
+/// The root, A's fault's fresh table, the gap table (linked at the start),
+/// and the fresh table B's fault would allocate if it found the gap gone.
 const ROOT: u64 = 0;
-const T0: u64 = 1;
-const T1: u64 = 2;
+const A_TABLE: u64 = 1;
+const GAP: u64 = 2;
 const B_FRESH: u64 = 3;
-const A_END: u64 = PAGE;
-const B_RANGE: (u64, u64) = (PAGE, 4 * PAGE);
 /// The end of the model's address space (the kernel's `USER_HALF_END`).
 const TOP: u64 = 4 * PAGE;
 const PRESENT: u64 = 1;
 const LIVE: u64 = 0;
 const POISON: u64 = 0x6b6b;
+/// Frames of pages: B's page linked at the start, A's, B's fault's.
+const B_OLD_FRAME: u64 = 10;
+const A_FRAME: u64 = 11;
+const B_FRAME: u64 = 12;
+
+/// Which side of the removed VMA the remaining one is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// A = page 0 before B = pages 1-3: A's end is the floor.
+    Floor,
+    /// B = pages 0-2 before A = page 3: A's start is the ceiling.
+    Ceiling,
+}
+
+/// Page numbers and ranges of one layout.
+struct Layout {
+    /// A's page; its table's root slot is `a_page / 2`.
+    a_page: u64,
+    /// B's page linked (in the gap table) at the start.
+    b_old_page: u64,
+    /// The page B's fault wants (in the gap table).
+    b_page: u64,
+    /// B's range, which munmap removes.
+    b_range: (u64, u64),
+    /// `free_range`'s arguments: the previous VMA's end, the next one's start.
+    neighbours: (Option<u64>, Option<u64>),
+}
+
+impl Side {
+    fn layout(self) -> Layout {
+        match self {
+            Side::Floor => Layout {
+                a_page: 0,
+                b_old_page: 2,
+                b_page: 3,
+                b_range: (PAGE, 4 * PAGE),
+                neighbours: (Some(PAGE), None),
+            },
+            Side::Ceiling => Layout {
+                a_page: 3,
+                b_old_page: 1,
+                b_page: 0,
+                b_range: (0, 3 * PAGE),
+                neighbours: (None, Some(3 * PAGE)),
+            },
+        }
+    }
+}
 
 /// An entry leading to table or frame `n`.
 fn link(n: u64) -> u64 {
@@ -68,11 +117,13 @@ fn link(n: u64) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bug {
     None,
-    /// The shared floor/ceiling rule frees a table A still overlaps.
+    /// The shared rule's floor is a page low (a table A still overlaps goes).
     FloorOffByOne,
+    /// The shared rule's ceiling is a page high (the same on the other side).
+    CeilingOffByOne,
     /// The tables are freed after the unlink but before the flush.
     FreeBeforeFlush,
-    /// T1 is freed while still linked (then unlinked and flushed).
+    /// The gap table is freed while still linked (then unlinked and flushed).
     FreeBeforeUnlink,
     /// munmap does not write-lock (nor detach) the VMA it removes.
     NoWriteLock,
@@ -89,6 +140,7 @@ struct World {
     lock_seq: LockSeq,
     vma_a: VmaLockState,
     vma_b: VmaLockState,
+    layout: Layout,
     flush_requested: AtomicBool,
     flush_answered: AtomicBool,
     /// munmap has finished its unlinking walk (for the outcome counts).
@@ -114,20 +166,31 @@ impl Tables for World {
     }
 
     fn mutation(&self) -> pgtable::Mutation {
-        if self.bug == Bug::FloorOffByOne {
-            pgtable::Mutation::FloorOffByOne
-        } else {
-            pgtable::Mutation::None
+        match self.bug {
+            Bug::FloorOffByOne => pgtable::Mutation::FloorOffByOne,
+            Bug::CeilingOffByOne => pgtable::Mutation::CeilingOffByOne,
+            _ => pgtable::Mutation::None,
         }
     }
 }
 
 impl World {
-    fn new(bug: Bug) -> World {
+    fn new(side: Side, bug: Bug) -> World {
+        let layout = side.layout();
         let table = |entries: [u64; 2]| Table { entries: entries.map(AtomicU64::new), memory: UnsafeCell::new(LIVE) };
+        let with = |index: u64, value: u64| {
+            let mut entries = [0; 2];
+            entries[index as usize] = value;
+            entries
+        };
         World {
-            // Frames 10 and up are pages.
-            tables: [table([0, link(T1)]), table([0, 0]), table([link(10), 0]), table([0, 0])],
+            tables: [
+                table(with(layout.b_old_page / 2, link(GAP))),
+                table([0, 0]),
+                table(with(layout.b_old_page % 2, link(B_OLD_FRAME))),
+                table([0, 0]),
+            ],
+            layout,
             lock_seq: LockSeq::new(),
             vma_a: VmaLockState::new(None),
             vma_b: VmaLockState::new(None),
@@ -212,8 +275,8 @@ const OUTCOMES: &[&str] = &[
     "A linked its table after munmap's walk",
     "B's fault ran before munmap locked B",
     "B's fault found B locked or detached",
-    "A's MMU reached T1 before the flush",
-    "A's MMU found T1 unlinked",
+    "A's MMU reached the gap table before the flush",
+    "A's MMU found the gap table unlinked",
 ];
 const A_BEFORE: usize = 0;
 const A_AFTER: usize = 1;
@@ -222,29 +285,30 @@ const B_REFUSED: usize = 3;
 const MMU_REACHED: usize = 4;
 const MMU_MISSED: usize = 5;
 
-fn munmap_vs_faults(bug: Bug, outcomes: Option<&common::Outcomes>) {
-    let world = Arc::new(World::new(bug));
+fn munmap_vs_faults(side: Side, bug: Bug, outcomes: Option<&common::Outcomes>) {
+    let world = Arc::new(World::new(side, bug));
+    let (a_page, b_page, b_range) = (world.layout.a_page, world.layout.b_page, world.layout.b_range);
 
     let w = world.clone();
     let cpu_a = thread::spawn(move || {
         w.vma_a.start_read(&w.lock_seq, || {}).expect("A is never write-locked");
-        let linked = w.fault(0, T0, 11);
+        let linked = w.fault(a_page, A_TABLE, A_FRAME);
         let walked = w.walked.load(Ordering::Relaxed);
         w.vma_a.read_unlock(|| {});
-        assert!(linked, "only A's fault links T0");
+        assert!(linked, "only A's fault links A's table");
         // The MMU may walk into any linked table until it has flushed.
-        let reached = w.hardware_walk(3);
+        let reached = w.hardware_walk(b_page);
         spin_until(&mut || w.flush_requested.load(Ordering::Acquire));
         w.flush_answered.store(true, Ordering::Release);
-        // After the flush nothing leads to T1 any more.
-        assert!(!w.hardware_walk(3) || w.bug != Bug::None, "T1 reachable after the flush");
+        // After the flush nothing leads to the gap table any more.
+        assert!(!w.hardware_walk(b_page) || w.bug != Bug::None, "the gap table reachable after the flush");
         (walked, reached)
     });
 
     let w = world.clone();
     let fault_b = thread::spawn(move || {
         if w.vma_b.start_read(&w.lock_seq, || {}).is_ok() {
-            w.fault(3, B_FRESH, 12);
+            w.fault(b_page, B_FRESH, B_FRAME);
             w.vma_b.read_unlock(|| {});
             true
         } else {
@@ -258,13 +322,14 @@ fn munmap_vs_faults(bug: Bug, outcomes: Option<&common::Outcomes>) {
         world.vma_b.start_write(seq, spin_until);
         world.vma_b.detach(seq);
     }
-    world.zap(B_RANGE.0, B_RANGE.1);
-    let keep = pgtable::free_range(Some(A_END), None, TOP);
+    world.zap(b_range.0, b_range.1);
+    let (prev_end, next_start) = world.layout.neighbours;
+    let keep = pgtable::free_range(prev_end, next_start, TOP);
     if bug == Bug::FreeBeforeUnlink {
-        world.free(T1);
+        world.free(GAP);
     }
     let mut unlinked = Vec::new();
-    pgtable::unlink_tables(&*world, ROOT, 2, B_RANGE, keep, &mut |table, level| {
+    pgtable::unlink_tables(&*world, ROOT, 2, b_range, keep, &mut |table, level| {
         assert_eq!(level, 1);
         unlinked.push(table)
     });
@@ -285,12 +350,13 @@ fn munmap_vs_faults(bug: Bug, outcomes: Option<&common::Outcomes>) {
     let (a_linked_after_walk, mmu_reached) = cpu_a.join().unwrap();
     let b_ran = fault_b.join().unwrap();
 
-    // What stays: A's page, through T0; nothing in B's gap.
+    // What stays: A's page, through A's table; nothing in B's gap.
     let root = &world.tables[ROOT as usize].entries;
-    assert_eq!(root[0].load(Ordering::Relaxed), link(T0), "A's page table was unlinked");
-    assert_eq!(world.entry(T0, 0).load(Ordering::Relaxed), link(11), "A's page was lost");
-    assert_eq!(root[1].load(Ordering::Relaxed), 0, "a fault linked a table into the unmapped gap");
-    assert_eq!(unlinked, [T1]);
+    let (a_slot, gap_slot) = ((a_page / 2) as usize, (b_page / 2) as usize);
+    assert_eq!(root[a_slot].load(Ordering::Relaxed), link(A_TABLE), "A's page table was unlinked");
+    assert_eq!(world.entry(A_TABLE, (a_page % 2) as usize).load(Ordering::Relaxed), link(A_FRAME), "A's page was lost");
+    assert_eq!(root[gap_slot].load(Ordering::Relaxed), 0, "a fault linked a table into the unmapped gap");
+    assert_eq!(unlinked, [GAP]);
 
     if let Some(outcomes) = outcomes {
         outcomes.record(if a_linked_after_walk { A_AFTER } else { A_BEFORE });
@@ -308,38 +374,55 @@ const BUGS: &[&str] = &[
     "linked a table into the unmapped gap",
 ];
 
-#[test]
-fn pgtable_munmap_vs_faults() {
+fn check_side(side: Side) {
     let outcomes = common::Outcomes::new(OUTCOMES);
     let seen = outcomes.clone();
-    common::check("page tables: munmap vs faults installing tables", Some(2), move || {
-        munmap_vs_faults(Bug::None, Some(&seen))
-    });
-    outcomes.require("munmap vs faults", &[A_BEFORE, A_AFTER, B_RAN, B_REFUSED, MMU_REACHED, MMU_MISSED]);
+    let name = format!("page tables ({side:?}): munmap vs faults installing tables");
+    common::check(&name, Some(2), move || munmap_vs_faults(side, Bug::None, Some(&seen)));
+    outcomes.require(&name, &[A_BEFORE, A_AFTER, B_RAN, B_REFUSED, MMU_REACHED, MMU_MISSED]);
+}
+
+#[test]
+fn pgtable_munmap_vs_faults_floor() {
+    check_side(Side::Floor);
+}
+
+#[test]
+fn pgtable_munmap_vs_faults_ceiling() {
+    check_side(Side::Ceiling);
 }
 
 #[test]
 fn broken_pgtable_floor_off_by_one() {
-    common::expect_bug("page tables: floor one page low", Some(2), BUGS, || munmap_vs_faults(Bug::FloorOffByOne, None));
+    common::expect_bug("page tables: floor one page low", Some(2), BUGS, || {
+        munmap_vs_faults(Side::Floor, Bug::FloorOffByOne, None)
+    });
+}
+
+#[test]
+fn broken_pgtable_ceiling_off_by_one() {
+    common::expect_bug("page tables: ceiling one page high", Some(2), BUGS, || {
+        munmap_vs_faults(Side::Ceiling, Bug::CeilingOffByOne, None)
+    });
 }
 
 #[test]
 fn broken_pgtable_free_before_flush() {
     common::expect_bug("page tables: freed before the flush", Some(2), BUGS, || {
-        munmap_vs_faults(Bug::FreeBeforeFlush, None)
+        munmap_vs_faults(Side::Floor, Bug::FreeBeforeFlush, None)
     });
 }
 
 #[test]
 fn broken_pgtable_free_before_unlink() {
     common::expect_bug("page tables: freed before the unlink", Some(2), BUGS, || {
-        munmap_vs_faults(Bug::FreeBeforeUnlink, None)
+        munmap_vs_faults(Side::Floor, Bug::FreeBeforeUnlink, None)
     });
 }
 
 #[test]
 fn broken_pgtable_no_write_lock() {
     common::expect_bug("page tables: munmap without the VMA write lock", Some(2), BUGS, || {
-        munmap_vs_faults(Bug::NoWriteLock, None)
+        munmap_vs_faults(Side::Ceiling, Bug::NoWriteLock, None)
     });
 }
