@@ -180,9 +180,12 @@ pub fn check(held: u32, taking: Level) -> Result<(), OrderViolation> {
 #[cold]
 fn violated(violation: OrderViolation) -> ! {
     // The panic path prints (the console lock): forget what this CPU holds
-    // so that it is not reported again.
-    if let Some(cpu) = percpu::try_current() {
-        cpu.locks_held.store(0, Ordering::Relaxed);
+    // so that it is not reported again. Only pinned (interrupts off, as in
+    // every spinlock's check): preemptible, we might clear another CPU's.
+    if !arch::interrupts_enabled() {
+        if let Some(cpu) = percpu::try_current() {
+            cpu.locks_held.store(0, Ordering::Relaxed);
+        }
     }
     panic!("{violation}");
 }
