@@ -310,7 +310,7 @@ mod tests {
         use crate::sync::SpinLock;
         use crate::task::{sched, thread::Thread, timer};
         use core::sync::atomic::{AtomicBool, Ordering};
-        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(None);
+        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(crate::sync::Level::TestState, None);
         static DONE: AtomicBool = AtomicBool::new(false);
         const BASE: u64 = 0x1a_0000_0000;
 
@@ -503,7 +503,7 @@ mod tests {
         use crate::sync::SpinLock;
         use crate::task::{sched, thread::Thread, timer};
         use core::sync::atomic::{AtomicBool, Ordering};
-        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(None);
+        static SPACE: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(crate::sync::Level::TestState, None);
         static DONE: AtomicBool = AtomicBool::new(false);
         static OK: AtomicBool = AtomicBool::new(false);
         const A: u64 = 0x17_0000_0000;

@@ -26,7 +26,7 @@
 //! 4. spinlocks, in this order: state of in-kernel tests [TestState]; the
 //!    process list [ProcessList]; a process's exit status [ProcessStatus],
 //!    thread lists [ProcessThreads], limits [ProcessLimits], signal actions
-//!    [SignalActions]; a thread's alternate signal stack [AltStack]; a
+//!    [SignalActions]; a thread's alternate signal stack [AltStack], then its restart block [SignalRestart]; a
 //!    process's fd table (`fs::FdTable`, only to look up, install, remove)
 //!    [FdTable]; `SharedMemory` page maps [SharedPages]; the timer's
 //!    sleepers [TimerSleepers]

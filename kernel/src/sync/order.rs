@@ -63,6 +63,8 @@ pub enum Level {
     SignalActions,
     /// A thread's alternate signal stack.
     AltStack,
+    /// A thread's restart block (`ThreadSignals::restart`, restart_syscall).
+    SignalRestart,
     /// A process's fd table (`fs::FdTable`).
     FdTable,
     /// A shared mapping's page map (`mm::vma::SharedMemory`).
@@ -112,7 +114,7 @@ impl Level {
     }
 
     /// Every level, by number.
-    const ALL: [Level; 25] = [
+    const ALL: [Level; 26] = [
         Level::FileOffset,
         Level::Futex,
         Level::MmapLock,
@@ -124,6 +126,7 @@ impl Level {
         Level::ProcessLimits,
         Level::SignalActions,
         Level::AltStack,
+        Level::SignalRestart,
         Level::FdTable,
         Level::SharedPages,
         Level::TimerSleepers,

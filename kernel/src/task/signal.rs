@@ -321,6 +321,8 @@ impl Default for ThreadSignals {
             pending: AtomicU64::new(0),
             altstack: SpinLock::new(Level::AltStack, AltStack::default()),
             robust_list: AtomicU64::new(0),
+            restart: SpinLock::new(Level::SignalRestart, None),
+            waiting: AtomicU64::new(0),
         }
     }
 }

@@ -80,16 +80,10 @@ pub struct SharedMemory {
     pages: SpinLock<BTreeMap<u64, PhysFrame>>,
 }
 
-impl Default for SharedMemory {
-    fn default() -> Self {
-        SharedMemory { pages: SpinLock::new(crate::sync::Level::SharedPages, BTreeMap::new()) }
-    }
-}
-
 impl SharedMemory {
     /// An object of `len_pages` pages, none allocated yet.
     pub fn new(len_pages: u64) -> SharedMemory {
-        SharedMemory { len_pages, pages: SpinLock::new(BTreeMap::new()) }
+        SharedMemory { len_pages, pages: SpinLock::new(crate::sync::Level::SharedPages, BTreeMap::new()) }
     }
 
     /// The frame for page `index`, allocated zeroed on first use.
