@@ -399,6 +399,9 @@ pub fn set_action(process: &Process, signo: u32, new: Option<SigAction>) -> Resu
     if let Some(mut new) = new {
         new.mask &= !UNBLOCKABLE;
         actions[signo as usize - 1] = new;
+        // The thread list is below the actions in the lock order: let go
+        // first (a signal sent meanwhile is discarded as one sent before).
+        drop(actions);
         // Setting an action that ignores discards what is pending (POSIX).
         if ignored(process, &new, signo) {
             process.signals.pending.fetch_and(!bit(signo), Ordering::AcqRel);
