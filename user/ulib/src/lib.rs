@@ -12,6 +12,7 @@
 
 #![no_std]
 
+pub mod bench;
 pub mod env;
 pub mod errno;
 pub mod io;

@@ -34,10 +34,13 @@ pub mod nr {
     pub const MOUNT: usize = 165;
     pub const GETTID: usize = 186;
     pub const FUTEX: usize = 202;
+    pub const SCHED_SETAFFINITY: usize = 203;
+    pub const SCHED_GETAFFINITY: usize = 204;
     pub const SET_TID_ADDRESS: usize = 218;
     pub const CLOCK_GETTIME: usize = 228;
     pub const EXIT_GROUP: usize = 231;
     pub const OPENAT: usize = 257;
+    pub const GETCPU: usize = 309;
 }
 
 pub const PROT_NONE: usize = 0;
@@ -368,6 +371,28 @@ pub fn getppid() -> u32 {
 pub fn sched_yield() -> Result<usize, Errno> {
     // SAFETY: no memory is involved.
     check(unsafe { syscall(nr::SCHED_YIELD, &[]) })
+}
+
+/// getcpu(2): the CPU the caller runs on (by the time it returns, maybe no longer).
+pub fn getcpu() -> Result<u32, Errno> {
+    let mut cpu = 0u32;
+    // SAFETY: the kernel writes one u32 into `cpu`; node and cache are NULL.
+    check(unsafe { syscall(nr::GETCPU, &[&mut cpu as *mut u32 as usize, 0, 0]) })?;
+    Ok(cpu)
+}
+
+/// sched_getaffinity(2) of thread `tid` (0: the caller), the first 64 CPUs.
+pub fn sched_getaffinity(tid: u32) -> Result<u64, Errno> {
+    let mut mask = 0u64;
+    // SAFETY: the kernel writes at most 8 bytes (the length we give) into `mask`.
+    check(unsafe { syscall(nr::SCHED_GETAFFINITY, &[tid as usize, 8, &mut mask as *mut u64 as usize]) })?;
+    Ok(mask)
+}
+
+/// sched_setaffinity(2) of thread `tid` (0: the caller) to the CPUs in `mask`.
+pub fn sched_setaffinity(tid: u32, mask: u64) -> Result<usize, Errno> {
+    // SAFETY: the kernel only reads the 8 bytes of `mask`.
+    check(unsafe { syscall(nr::SCHED_SETAFFINITY, &[tid as usize, 8, &mask as *const u64 as usize]) })
 }
 
 /// Anonymous `mmap`; returns the mapping's address.
