@@ -130,3 +130,57 @@ fn programs_on_four_cpus() {
 fn concurrent_programs_on_four_cpus_with_mmap_locks() {
     check(CONCURRENT, 4, &["--lock", "mmap"]);
 }
+
+/// /proc/vmstat as a program sees it move: proc_read reads it before and
+/// after faults, page tables made and freed, a munmap while a second
+/// thread runs on another CPU and a wait for a grace period, and prints
+/// each counter's growth on `info: vmstat: NAME +N` lines (Linux lacks most
+/// of these counters, so they are not part of its compared output). With
+/// `--lock mmap` no fault takes the VMA lock.
+#[test]
+fn proc_vmstat_counters_move_with_the_work_that_counts_them() {
+    const NAMES: [&str; 10] = [
+        "pgfault",
+        "vma_lock_success",
+        "vma_lock_abort",
+        "vma_lock_retry",
+        "vma_lock_miss",
+        "tlb_shootdowns",
+        "tlb_ipis",
+        "rcu_grace_periods",
+        "pgtables_allocated",
+        "pgtables_freed",
+    ];
+    for lock in ["vma", "mmap"] {
+        let run = run_program(&user_program("proc_read"), 2, &["--lock", lock]);
+        let problems = problems_with("proc_read", &run);
+        assert!(problems.is_empty(), "proc_read with --lock {lock}: {}", problems.join("; "));
+        let grew = |name: &str| -> Option<u64> {
+            let prefix = format!("info: vmstat: {name} +");
+            run.stdout.lines().find_map(|l| l.trim_end().strip_prefix(prefix.as_str())?.parse().ok())
+        };
+        for name in NAMES {
+            assert!(grew(name).is_some(), "--lock {lock}: no {name} in /proc/vmstat:\n{}", run.stdout);
+        }
+        let at_least = |name: &str, n: u64| {
+            let got = grew(name).unwrap_or(0);
+            assert!(got >= n, "--lock {lock}: {name} grew by {got}, expected at least {n}");
+        };
+        // 64 fresh pages and 4 pages in 2 MiB steps, each written once.
+        at_least("pgfault", 68);
+        if lock == "vma" {
+            at_least("vma_lock_success", 68);
+        } else {
+            assert_eq!(grew("vma_lock_success"), Some(0), "--lock mmap: a fault took the VMA lock");
+        }
+        // Each munmap of written pages flushes; the one beside the spinner
+        // sends it an IPI.
+        at_least("tlb_shootdowns", 2);
+        at_least("tlb_ipis", 1);
+        // Four 2 MiB steps of one 8 MiB mapping need four page tables, and
+        // unmapping the whole frees them.
+        at_least("pgtables_allocated", 4);
+        at_least("pgtables_freed", 4);
+        at_least("rcu_grace_periods", 1);
+    }
+}

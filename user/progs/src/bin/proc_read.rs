@@ -1,7 +1,10 @@
 //! proc_read: /proc as Linux shows it. Reads /proc/self/maps and checks its
 //! structure (every line parses; the stack and heap lines; a fresh mapping
 //! with its protection, changed by mprotect, gone after munmap), /proc/vmstat
-//! (pgfault grows as pages are touched), /proc/meminfo (the three totals in
+//! (pgfault grows as pages are touched; and, on `info: vmstat:` lines for
+//! tests/programs.rs, how each counter moved over faults, a munmap beside a
+//! thread on another CPU, page tables made and freed, and a wait for an RCU
+//! grace period), /proc/meminfo (the three totals in
 //! kB), and the errors of open/read/pread64/lseek/fstat/close (ENOENT,
 //! EACCES, EBADF, EFAULT, EINVAL, ESPIPE, ENOTDIR, EISDIR) and fd numbering.
 //!
@@ -13,6 +16,7 @@
 #![no_main]
 
 use core::fmt::Debug;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ulib::sys::{self, *};
 use ulib::{println, Errno};
@@ -183,6 +187,98 @@ fn pid_maps_path(pid: u32, buf: &mut [u8; 32]) -> &[u8] {
     &buf[..len]
 }
 
+/// The counters `tests/programs.rs` checks on our kernel (Linux has only
+/// pgfault, and the vma_lock_* ones with CONFIG_PER_VMA_LOCK_STATS).
+const COUNTERS: [&[u8]; 10] = [
+    b"pgfault",
+    b"vma_lock_success",
+    b"vma_lock_abort",
+    b"vma_lock_retry",
+    b"vma_lock_miss",
+    b"tlb_shootdowns",
+    b"tlb_ipis",
+    b"rcu_grace_periods",
+    b"pgtables_allocated",
+    b"pgtables_freed",
+];
+
+static SPINNER_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Moves every counter of [`COUNTERS`] that can move without a race, then
+/// prints `info: vmstat: NAME +DELTA` for each the file has (only `info:`
+/// lines: the figures differ between kernels and runs). `q` is a mapping of
+/// `touched` pages, all written.
+fn vmstat_deltas(buf: &mut [u8], q: usize, touched: usize) {
+    let mut before = [None; COUNTERS.len()];
+    let text = slurp(b"/proc/vmstat\0", buf).unwrap_or(b"");
+    for (b, name) in before.iter_mut().zip(COUNTERS) {
+        *b = vmstat_value(text, name);
+    }
+    // Faults: 64 fresh pages.
+    let fresh = sys::mmap_anon(touched * PAGE, PROT_READ | PROT_WRITE).expect("mmap") as usize;
+    for i in 0..touched {
+        // SAFETY: the page is in our fresh read-write mapping.
+        unsafe { core::ptr::write_volatile((fresh + i * PAGE) as *mut u8, 1) };
+    }
+    // Page tables: one page in each 2 MiB of a fresh 8 MiB mapping needs
+    // page tables of its own; unmapping it all frees them.
+    let big = 8 << 20;
+    let far = sys::mmap_anon(big, PROT_READ | PROT_WRITE).expect("mmap 8 MiB") as usize;
+    for i in 0..big / (2 << 20) {
+        // SAFETY: inside our fresh mapping.
+        unsafe { core::ptr::write_volatile((far + i * (2 << 20)) as *mut u8, 1) };
+    }
+    // SAFETY: nothing uses the mapping.
+    unsafe { sys::munmap(far as *mut u8, big) }.expect("munmap 8 MiB");
+    // A TLB shootdown with an IPI: munmap a touched page while a second
+    // thread runs this address space on another CPU.
+    STOP.store(false, Ordering::SeqCst);
+    let spinner = ulib::thread::spawn(|| {
+        while !STOP.load(Ordering::Relaxed) {
+            SPINNER_CPU.store(sys::getcpu().unwrap_or(u32::MAX), Ordering::Relaxed);
+            core::hint::spin_loop();
+        }
+    })
+    .expect("spawn the spinner");
+    let mut apart = false;
+    for _ in 0..100_000 {
+        let here = sys::getcpu().unwrap_or(u32::MAX);
+        let there = SPINNER_CPU.load(Ordering::Relaxed);
+        if there != u32::MAX && there != here {
+            apart = true;
+            break;
+        }
+        let _ = sys::sched_yield();
+    }
+    if !apart {
+        println!("info: vmstat: the spinner never ran on another CPU");
+    }
+    // SAFETY: the first page of `q` holds nothing we use.
+    unsafe { sys::munmap(q as *mut u8, PAGE) }.expect("munmap a page");
+    STOP.store(true, Ordering::SeqCst);
+    spinner.join();
+    // SAFETY: nothing uses the mapping.
+    unsafe { sys::munmap(fresh as *mut u8, touched * PAGE) }.expect("munmap");
+    // The munmaps replaced the VMA tree, whose old version waits for a
+    // grace period: wait for one to end (up to 5 s).
+    let grace_before = before[7];
+    for _ in 0..500 {
+        let text = slurp(b"/proc/vmstat\0", buf).unwrap_or(b"");
+        let now = vmstat_value(text, b"rcu_grace_periods");
+        if now.is_none() || now > grace_before {
+            break;
+        }
+        sys::sleep_ms(10);
+    }
+    let text = slurp(b"/proc/vmstat\0", buf).unwrap_or(b"");
+    for (b, name) in before.iter().zip(COUNTERS) {
+        if let (Some(b), Some(a)) = (b, vmstat_value(text, name)) {
+            println!("info: vmstat: {} +{}", core::str::from_utf8(name).unwrap_or("?"), a.saturating_sub(*b));
+        }
+    }
+}
+
 fn main() -> i32 {
     // Linux as PID 1 has nothing mounted; ours has /proc from the start.
     let _ = sys::mkdir(b"/proc\0", 0o555);
@@ -303,6 +399,8 @@ fn main() -> i32 {
         "pgfault grows by at least 64 after touching 64 fresh pages",
         matches!((before, after), (Some(b), Some(a)) if a >= b + touched as u64),
     );
+
+    vmstat_deltas(&mut buf, q, touched);
 
     // --- /proc/meminfo ---
     let meminfo = slurp(b"/proc/meminfo\0", &mut buf).unwrap_or(b"");
