@@ -2,7 +2,7 @@
 //! spinning barrier, rates in thousandths, and counters from /proc/vmstat.
 //! Everything works on Linux too (the same binaries measure both kernels).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys::{self, *};
 
@@ -17,10 +17,10 @@ pub fn threads_from_arg(arg: usize) -> usize {
     crate::env::arg(arg).and_then(crate::env::parse_u64).map_or_else(cpu_count, |n| n as usize).clamp(1, 64)
 }
 
-/// argv[`arg`] as a percentage of a benchmark's default work (100 if
+/// argv[`arg`] as the milliseconds a timed case runs (`default` if
 /// absent): `make bench QUICK=1` runs shorter.
-pub fn percent_from_arg(arg: usize) -> usize {
-    crate::env::arg(arg).and_then(crate::env::parse_u64).map_or(100, |n| n as usize).clamp(1, 1000)
+pub fn ms_from_arg(arg: usize, default: u64) -> u64 {
+    crate::env::arg(arg).and_then(crate::env::parse_u64).unwrap_or(default).clamp(1, 600_000)
 }
 
 /// Set once some pinning failed (a kernel without sched_setaffinity).
@@ -153,15 +153,28 @@ impl Vmstat {
 
 /// The threads of [`parallel`] start and stop together here.
 static GATE: Barrier = Barrier::new(1);
+/// CLOCK_MONOTONIC nanoseconds at which [`keep_going`] turns false.
+static DEADLINE_NS: AtomicU64 = AtomicU64::new(0);
+static PAGES_DONE: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the current [`parallel`] run has time left (a clock_gettime:
+/// call it once per round of work, not per page).
+pub fn keep_going() -> bool {
+    sys::monotonic_ns() < DEADLINE_NS.load(Ordering::Relaxed)
+}
 
 /// Runs `work(thread, arg)` on `n` threads at once (thread 0 is the caller),
-/// thread `i` pinned to CPU `i`, between two barriers; returns the TSC ticks
-/// the caller saw from the first barrier to the second (so the aggregate
-/// time: the slowest thread's). Thread creation is not timed.
-pub fn parallel(n: usize, work: fn(usize, usize), arg: usize) -> u64 {
+/// thread `i` pinned to CPU `i`, for about `ms` milliseconds: each thread
+/// works in rounds while [`keep_going`], and returns the pages it did.
+/// Returns the TSC ticks thread 0 saw from the barrier that starts the
+/// threads to the one the last reaches, and all threads' pages: an
+/// aggregate rate however the host schedules the vCPUs, and a run time that
+/// does not grow with the host's load. Thread creation is not timed.
+pub fn parallel(n: usize, ms: u64, work: fn(usize, usize) -> u64, arg: usize) -> (u64, u64) {
     const MAX: usize = 64;
     let n = n.clamp(1, MAX);
     GATE.reset(n);
+    PAGES_DONE.store(0, Ordering::SeqCst);
     pin(0);
     let mut others: [Option<crate::thread::JoinHandle<()>>; MAX] = [const { None }; MAX];
     for (i, slot) in others.iter_mut().enumerate().take(n).skip(1) {
@@ -169,19 +182,20 @@ pub fn parallel(n: usize, work: fn(usize, usize), arg: usize) -> u64 {
             crate::thread::spawn(move || {
                 pin(i);
                 GATE.wait();
-                work(i, arg);
+                PAGES_DONE.fetch_add(work(i, arg), Ordering::Relaxed);
                 GATE.wait();
             })
             .expect("spawn a benchmark thread"),
         );
     }
+    DEADLINE_NS.store(sys::monotonic_ns() + ms * 1_000_000, Ordering::SeqCst);
     GATE.wait();
     let start = rdtsc();
-    work(0, arg);
+    PAGES_DONE.fetch_add(work(0, arg), Ordering::Relaxed);
     GATE.wait();
     let ticks = rdtsc().wrapping_sub(start);
     for t in others.into_iter().flatten() {
         t.join();
     }
-    ticks
+    (ticks, PAGES_DONE.load(Ordering::SeqCst))
 }
