@@ -120,10 +120,10 @@ model-test: toolchain
 	RUST_BACKTRACE=0 $(LOOM_ENV) CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true cargo test -p mmsync --target $(HOST) --release -- --test-threads=1 --nocapture
 
 # The lint bar first (it fails fast), then the host tests of the kernel's
-# crates and their models, host unit tests of `boot`, the in-kernel suites (each test binary
+# crates and their models, host unit tests of `boot` and `bench`, the in-kernel suites (each test binary
 # boots in QEMU through the cargo runner), then the end-to-end tests in tests/.
 test: setup lint host-test model-test user
-	cargo test -p boot --target $(HOST)
+	cargo test -p boot -p bench --target $(HOST)
 	set -e; for n in $(TEST_SMP); do echo "== kernel unit tests, SMP=$$n"; SMP=$$n cargo test -p kernel --target $(KARCH) --lib; done
 	SMP=4 cargo test -p kernel --target $(KARCH) --test '*'
 	cargo test -p e2e --target $(HOST)
@@ -137,10 +137,11 @@ stress: setup user
 	N=$(N) J=$(or $(J),1) SMP="$(if $(filter command line,$(origin SMP)),$(SMP),2 4)" tests/stress.sh
 
 # Not part of `make test`: the benchmark programs on the release kernel on
-# 1, 2 and 4 CPUs in both lock modes, 3 runs each (QUICK=1: one shorter run,
-# under 3 minutes); LINUX=1 adds Linux 6.12 (fetched and cached by
-# bench/fetch-linux.sh). Tables on stdout; target/bench/results.json and
-# SVG plots. BENCH_ARGS passes more options (e.g. --runs 5, --cpus 1,2).
+# 1, 2 and 4 CPUs in both lock modes, 3 runs each (QUICK=1: one shorter run);
+# LINUX=1 adds Linux 6.12 (fetched and cached by bench/fetch-linux.sh).
+# Tables on stdout; target/bench/results.json and SVG plots (bench/ is a
+# host program, built for the host target only, never with the kernel).
+# BENCH_ARGS passes more options (e.g. --runs 5, --cpus 1,2).
 bench: setup user
 	cargo build -p boot -p bench --target $(HOST)
 	cargo build -p kernel --bin kernel --target $(KARCH) --release
