@@ -514,26 +514,51 @@ fn json(o: &Options, benches: &[Benchmark], samples: &Samples, wall: Duration, u
 
 /// A line chart of one metric against the CPU count, drawn with plotters:
 /// one line per mode through the medians, a bar from min to max at each.
+/// Cycle counts get a logarithmic axis: a vCPU waiting for host time makes
+/// one run's cost a thousand times another's.
 fn plot(path: &Path, o: &Options, metric: &Metric, per: &BTreeMap<(u32, String), Vec<f64>>) -> Result<(), String> {
+    use plotters::prelude::*;
+    let values = || per.values().flatten().copied();
+    let ymax = values().fold(0.0f64, f64::max);
+    if metric.unit == "TSC cycles" {
+        let ymin = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        let ymin = if ymin.is_finite() { ymin / 2.0 } else { 1.0 };
+        draw(path, o, metric, per, (ymin..(ymax * 2.0).max(ymin * 4.0)).log_scale(), ", log scale")
+    } else {
+        let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
+        draw(path, o, metric, per, 0.0f64..ymax, "")
+    }
+}
+
+fn draw<Y>(
+    path: &Path,
+    o: &Options,
+    metric: &Metric,
+    per: &BTreeMap<(u32, String), Vec<f64>>,
+    y: Y,
+    scale: &str,
+) -> Result<(), String>
+where
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Debug| format!("{}: {e:?}", path.display());
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let xmax = o.cpus.iter().copied().max().unwrap_or(1);
-    let ymax = per.values().flatten().copied().fold(0.0f64, f64::max) * 1.15;
-    let ymax = if ymax > 0.0 { ymax } else { 1.0 };
     let better = if metric.higher_is_better { "higher is better" } else { "lower is better" };
     let mut chart = ChartBuilder::on(&root)
         .caption(metric.title, ("sans-serif", 15))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d(0u32..xmax + 1, 0.0f64..ymax)
+        .build_cartesian_2d(0u32..xmax + 1, y)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
         .x_desc("CPUs (one thread per CPU); dots: medians, bars: min-max")
-        .y_desc(format!("{} ({better})", metric.unit))
+        .y_desc(format!("{} ({better}{scale})", metric.unit))
         .x_labels(xmax as usize + 2)
         .x_label_formatter(&|&v| if v == 0 || v > xmax { String::new() } else { v.to_string() })
         .y_label_formatter(&|v| fmt_value(*v))
@@ -813,6 +838,27 @@ fault_bench: latency: min 2574 median 2756 p99 10062 cycles (49152 samples)
             );
         }
         if let Some(keep) = std::env::var_os("BENCH_PLOT_SAMPLE") {
+            let _ = std::fs::write(keep, &svg);
+        }
+    }
+
+    #[test]
+    fn cycle_plots_span_a_thousandfold_range_on_a_log_axis() {
+        let o = options(false);
+        let b = benchmarks().into_iter().find(|b| b.name == "unmap_cost").expect("unmap_cost");
+        let mut per = BTreeMap::new();
+        for (cpus, v) in [(1u32, 30_000.0), (2, 130_000.0), (4, 27_000_000.0)] {
+            per.insert((cpus, "vma".to_string()), vec![v * 0.8, v, v * 1.5]);
+            per.insert((cpus, "mmap".to_string()), vec![v / 2.0]);
+        }
+        let dir = std::env::temp_dir().join(format!("bench-log-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("plot.svg");
+        plot(&path, &o, &b.metrics[0], &per).expect("plot");
+        let svg = std::fs::read_to_string(&path).expect("read the plot");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(svg.contains("TSC cycles (lower is better, log scale)"));
+        if let Some(keep) = std::env::var_os("BENCH_LOG_PLOT_SAMPLE") {
             let _ = std::fs::write(keep, &svg);
         }
     }
