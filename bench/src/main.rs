@@ -629,6 +629,7 @@ fn main() {
     let mut unpinned = std::collections::BTreeSet::new();
     // Seconds of boots per benchmark, to say where the time goes.
     let mut boot_seconds: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut mode_seconds: BTreeMap<&str, u64> = BTreeMap::new();
     let mut done = 0;
     eprintln!(
         "bench: {total} boots ({} benchmarks x CPUs {:?} (fault_latency: the first only) x {:?} x {} runs){}",
@@ -659,6 +660,7 @@ fn main() {
                     let result = run_once(&o, b, cpus, mode);
                     let took = boot_started.elapsed().as_secs();
                     *boot_seconds.entry(b.name).or_insert(0) += took;
+                    *mode_seconds.entry(mode_label(mode)).or_insert(0) += took;
                     match result {
                         Ok(out) => {
                             if out.contains("sched_setaffinity failed") {
@@ -721,7 +723,8 @@ fn main() {
         }
     }
     let spent: Vec<String> = boot_seconds.iter().map(|(b, s)| format!("{b} {s}s")).collect();
-    eprintln!("bench: boot time per benchmark: {}", spent.join(", "));
+    let per_mode: Vec<String> = mode_seconds.iter().map(|(m, s)| format!("{m} {s}s")).collect();
+    eprintln!("bench: boot time per benchmark: {}; per mode: {}", spent.join(", "), per_mode.join(", "));
     println!(
         "bench: {} boots in {}; wrote {} and {} plots in {}",
         total,
