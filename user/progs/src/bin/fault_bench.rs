@@ -252,6 +252,7 @@ fn main() -> i32 {
     }
     latencies();
     println!("info: fault_bench: {} ms in all", (monotonic_ns() - t_all) / 1_000_000);
+    ulib::bench::drain_console_before_exit();
     0
 }
 

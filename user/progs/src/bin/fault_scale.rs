@@ -114,5 +114,6 @@ fn main() -> i32 {
     unsafe { munmap(base, n * LEN + 2 * PAGE_SIZE) }.expect("munmap");
     bench::pinning_report("fault_scale");
     println!("fault_scale: done");
+    ulib::bench::drain_console_before_exit();
     0
 }

@@ -198,5 +198,6 @@ fn main() -> i32 {
         Permille(kl),
         Permille(kh)
     );
+    ulib::bench::drain_console_before_exit();
     0
 }

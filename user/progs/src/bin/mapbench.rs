@@ -186,5 +186,6 @@ fn main() -> i32 {
     case("global", from, n, ms, global);
     bench::pinning_report("mapbench");
     println!("mapbench: done");
+    ulib::bench::drain_console_before_exit();
     0
 }

@@ -138,5 +138,6 @@ fn main() -> i32 {
     }
     ulib::bench::pinning_report("unmap_cost");
     println!("unmap_cost: done");
+    ulib::bench::drain_console_before_exit();
     0
 }
