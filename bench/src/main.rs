@@ -658,6 +658,10 @@ fn main() {
                     );
                     let boot_started = Instant::now();
                     let result = run_once(&o, b, cpus, mode);
+                    // Each boot's console, to see why a figure is missing.
+                    let log = o.out.join("logs").join(format!("{}-{cpus}cpus-{mode}-run{run}.log", b.name));
+                    let _ = std::fs::create_dir_all(o.out.join("logs"));
+                    let _ = std::fs::write(&log, result.as_deref().unwrap_or_else(|e| e.as_str()));
                     let took = boot_started.elapsed().as_secs();
                     *boot_seconds.entry(b.name).or_insert(0) += took;
                     *mode_seconds.entry(mode_label(mode)).or_insert(0) += took;
