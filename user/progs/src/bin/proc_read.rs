@@ -232,32 +232,38 @@ fn vmstat_deltas(buf: &mut [u8], q: usize, touched: usize) {
     // SAFETY: nothing uses the mapping.
     unsafe { sys::munmap(far as *mut u8, big) }.expect("munmap 8 MiB");
     // A TLB shootdown with an IPI: munmap a touched page while a second
-    // thread runs this address space on another CPU.
-    STOP.store(false, Ordering::SeqCst);
-    let spinner = ulib::thread::spawn(|| {
-        while !STOP.load(Ordering::Relaxed) {
-            SPINNER_CPU.store(sys::getcpu().unwrap_or(u32::MAX), Ordering::Relaxed);
-            core::hint::spin_loop();
+    // thread runs this address space on another CPU (with one CPU there is
+    // none to interrupt, and a spinner would only take turns with us).
+    if ulib::bench::cpu_count() > 1 {
+        STOP.store(false, Ordering::SeqCst);
+        let spinner = ulib::thread::spawn(|| {
+            while !STOP.load(Ordering::Relaxed) {
+                SPINNER_CPU.store(sys::getcpu().unwrap_or(u32::MAX), Ordering::Relaxed);
+                core::hint::spin_loop();
+            }
+        })
+        .expect("spawn the spinner");
+        let mut apart = false;
+        for _ in 0..1000 {
+            let here = sys::getcpu().unwrap_or(u32::MAX);
+            let there = SPINNER_CPU.load(Ordering::Relaxed);
+            if there != u32::MAX && there != here {
+                apart = true;
+                break;
+            }
+            let _ = sys::sched_yield();
         }
-    })
-    .expect("spawn the spinner");
-    let mut apart = false;
-    for _ in 0..100_000 {
-        let here = sys::getcpu().unwrap_or(u32::MAX);
-        let there = SPINNER_CPU.load(Ordering::Relaxed);
-        if there != u32::MAX && there != here {
-            apart = true;
-            break;
+        if !apart {
+            println!("info: vmstat: the spinner never ran on another CPU");
         }
-        let _ = sys::sched_yield();
+        // SAFETY: the first page of `q` holds nothing we use.
+        unsafe { sys::munmap(q as *mut u8, PAGE) }.expect("munmap a page");
+        STOP.store(true, Ordering::SeqCst);
+        spinner.join();
+    } else {
+        // SAFETY: the first page of `q` holds nothing we use.
+        unsafe { sys::munmap(q as *mut u8, PAGE) }.expect("munmap a page");
     }
-    if !apart {
-        println!("info: vmstat: the spinner never ran on another CPU");
-    }
-    // SAFETY: the first page of `q` holds nothing we use.
-    unsafe { sys::munmap(q as *mut u8, PAGE) }.expect("munmap a page");
-    STOP.store(true, Ordering::SeqCst);
-    spinner.join();
     // SAFETY: nothing uses the mapping.
     unsafe { sys::munmap(fresh as *mut u8, touched * PAGE) }.expect("munmap");
     // The munmaps replaced the VMA tree, whose old version waits for a
