@@ -177,28 +177,30 @@ pub fn sched_getaffinity(pid: u64, len: u64, mask: u64) -> SysResult {
     if len * 8 < cpus || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    thread_by_id(&current_process(), pid)?;
-    let set = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    let thread = thread_by_id(&current_process(), pid)?;
+    let online = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
     // Linux copies cpumask_size() bytes: one word for up to 64 CPUs.
-    write_user(mask, &set)?;
+    write_user(mask, &(thread.affinity() & online))?;
     Ok(8)
 }
 
 /// sched_setaffinity: a mask must name an online CPU (EINVAL otherwise);
-/// then it is accepted and not kept: our scheduler places threads on any
-/// CPU. A mask shorter than a word is padded with zeros, a longer one is
+/// the thread then runs only on the online CPUs in it (the caller moves at
+/// once if it is on another). A mask shorter than a word is padded with zeros, a longer one is
 /// read and its extra bits ignored, as Linux's get_user_cpu_mask does.
 pub fn sched_setaffinity(pid: u64, len: u64, mask: u64) -> SysResult {
     let len = len as u32 as usize;
     let mut bytes = [0u8; 8];
     let n = len.min(8);
     crate::mm::uaccess::copy_from_user(&mut bytes[..n], mask)?;
-    thread_by_id(&current_process(), pid)?;
+    let thread = thread_by_id(&current_process(), pid)?;
     let cpus = crate::arch::smp::cpu_count() as u64;
     let online = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
-    if u64::from_le_bytes(bytes) & online == 0 {
+    let mask = u64::from_le_bytes(bytes) & online;
+    if mask == 0 {
         return Err(Errno::EINVAL);
     }
+    sched::set_affinity(&thread, mask);
     Ok(0)
 }
 

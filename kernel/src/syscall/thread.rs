@@ -193,6 +193,8 @@ fn start_thread(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, chil
     child.fs_base.store(fs, Ordering::Relaxed);
     child.gs_base.store(context::user_gs(), Ordering::Relaxed);
     child.signals.inherit_mask(&parent.signals);
+    // As Linux's clone: the child inherits the CPU affinity.
+    sched::set_affinity(&child, parent.affinity());
     let tid = child.tid;
     // Linux ignores faults on these two stores: so do we.
     if flags & CLONE_PARENT_SETTID != 0 {

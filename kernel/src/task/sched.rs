@@ -29,7 +29,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::arch::apic::{self, Delivery, Destination};
-use crate::arch::ipi::online;
+use crate::arch::ipi::{online, CpuSet};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::sync::{Level, SpinLock};
 
@@ -153,7 +153,10 @@ pub fn idle_loop() -> ! {
         // callbacks; with more of them ready, go round again (through the
         // scheduler) instead of sleeping.
         let more_callbacks = crate::sync::rcu::on_idle();
-        if !more_callbacks && !has_work(percpu::cpu_id()) {
+        let cpu = percpu::cpu_id();
+        // Queued threads elsewhere that may not run here are no work for us.
+        let nothing_to_steal = NOTHING_TO_STEAL[cpu].swap(false, Ordering::Relaxed);
+        if !more_callbacks && (nothing_to_steal || !has_work(cpu)) {
             // `sti; hlt` back to back: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
         }
@@ -173,8 +176,19 @@ fn has_work(cpu: usize) -> bool {
 /// that CPU if it is not us. Caller holds `SCHED_LOCK`.
 fn enqueue_locked(thread: Arc<Thread>) {
     let last = thread.last_cpu.load(Ordering::Relaxed);
-    let mut best = if online().contains(last) { last } else { percpu::cpu_id() };
-    for cpu in online().iter() {
+    let allowed = CpuSet::from_bits(online().bits() & thread.affinity());
+    // An empty set cannot happen (sched_setaffinity wants an online CPU);
+    // if it did, any CPU beats a thread that never runs.
+    let allowed = if allowed.is_empty() { online() } else { allowed };
+    let here = percpu::cpu_id();
+    let mut best = if allowed.contains(last) {
+        last
+    } else if allowed.contains(here) {
+        here
+    } else {
+        allowed.iter().next().expect("an allowed CPU")
+    };
+    for cpu in allowed.iter() {
         if load(cpu) < load(best) {
             best = cpu;
         }
@@ -208,16 +222,52 @@ fn handle_resched_ipi(_frame: &mut crate::arch::TrapFrame) {
 /// Takes the next thread for `cpu`: its own queue first, else one stolen
 /// from the back of the busiest other queue. Caller holds `SCHED_LOCK`.
 fn pick_next_locked(cpu: usize) -> Option<Arc<Thread>> {
-    let from = if QUEUE_LEN[cpu].load(Ordering::Relaxed) > 0 {
-        cpu
-    } else {
-        online().iter().filter(|&c| c != cpu).max_by_key(|&c| QUEUE_LEN[c].load(Ordering::Relaxed))?
-    };
-    // SAFETY: we hold SCHED_LOCK.
-    let queue = unsafe { queue(from) };
-    let thread = if from == cpu { queue.pop_front() } else { queue.pop_back() }?;
-    QUEUE_LEN[from].fetch_sub(1, Ordering::Relaxed);
-    Some(thread)
+    NOTHING_TO_STEAL[cpu].store(false, Ordering::Relaxed);
+    // Our own queue, front first. A thread whose affinity changed while it
+    // waited here moves to a CPU it may run on.
+    loop {
+        // SAFETY: we hold SCHED_LOCK.
+        let Some(thread) = (unsafe { queue(cpu) }).pop_front() else { break };
+        QUEUE_LEN[cpu].fetch_sub(1, Ordering::Relaxed);
+        if thread.may_run_on(cpu) {
+            return Some(thread);
+        }
+        enqueue_locked(thread);
+        if QUEUE_LEN[cpu].load(Ordering::Relaxed) == 0 {
+            break;
+        }
+    }
+    // Else steal from the back of the longest other queue holding a thread
+    // allowed here.
+    let mut untried = online();
+    untried.remove(cpu);
+    while let Some(from) = untried.iter().max_by_key(|&c| QUEUE_LEN[c].load(Ordering::Relaxed)) {
+        untried.remove(from);
+        // SAFETY: we hold SCHED_LOCK.
+        let queue = unsafe { queue(from) };
+        if let Some(at) = queue.iter().rposition(|t| t.may_run_on(cpu)) {
+            let thread = queue.remove(at)?;
+            QUEUE_LEN[from].fetch_sub(1, Ordering::Relaxed);
+            return Some(thread);
+        }
+    }
+    NOTHING_TO_STEAL[cpu].store(true, Ordering::Relaxed);
+    None
+}
+
+/// Set when this CPU last looked for work and found none it may run (the
+/// queued threads elsewhere all excluded it): its idle loop then sleeps
+/// until an interrupt instead of looking again at once.
+static NOTHING_TO_STEAL: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// sched_setaffinity's core: restricts `thread` to `mask` (which names an
+/// online CPU: the caller checks). The current thread moves at once if it
+/// may no longer run here; others at their next switch or placement.
+pub fn set_affinity(thread: &Arc<Thread>, mask: u64) {
+    thread.store_affinity(mask);
+    if Arc::ptr_eq(thread, &current()) && !thread.may_run_on(percpu::cpu_id()) {
+        yield_now();
+    }
 }
 
 /// Makes `thread` runnable if it is blocked. Idempotent: concurrent wakers
@@ -318,9 +368,14 @@ pub fn schedule() {
         // Preempted or yielding: back of our queue. Nobody can take it
         // before the switch is complete (we hold SCHED_LOCK until then).
         prev.set_state(ThreadState::Runnable);
-        // SAFETY: we hold SCHED_LOCK.
-        unsafe { queue(cpu) }.push_back(prev.clone());
-        QUEUE_LEN[cpu].fetch_add(1, Ordering::Relaxed);
+        if prev.may_run_on(cpu) {
+            // SAFETY: we hold SCHED_LOCK.
+            unsafe { queue(cpu) }.push_back(prev.clone());
+            QUEUE_LEN[cpu].fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Its affinity changed: to a CPU it may run on.
+            enqueue_locked(prev.clone());
+        }
     }
     switch_to(cpu, prev, next);
     crate::arch::restore_interrupts(saved);
@@ -473,4 +528,54 @@ pub fn debug_dump() {
         ));
     }
     super::process::debug_dump();
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::arch::time;
+
+    /// The CPUs each affinity-test thread ran on, one bit each.
+    static RAN_ON: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn pinned_worker(index: usize) -> ! {
+        for _ in 0..200 {
+            RAN_ON[index].fetch_or(1 << percpu::cpu_id(), Ordering::Relaxed);
+            yield_now();
+        }
+        DONE.fetch_add(1, Ordering::AcqRel);
+        exit_current()
+    }
+
+    #[test_case]
+    fn threads_run_only_on_the_cpus_of_their_affinity() {
+        let cpus = online();
+        assert!(cpus.len() >= 2, "this test needs at least 2 CPUs (SMP >= 2)");
+        DONE.store(0, Ordering::SeqCst);
+        // Preempted often, so that placement, requeueing and stealing all
+        // get their chances to move a thread where it must not go.
+        time::set_tick_hz(1000);
+        let last = cpus.iter().last().expect("a CPU");
+        for (index, slot) in RAN_ON.iter().enumerate() {
+            slot.store(0, Ordering::SeqCst);
+            let thread = Thread::new_kernel(pinned_worker, index).expect("a kernel thread");
+            // Two threads on the last CPU alone, two on CPU 0 alone, all
+            // placed first on the other CPU.
+            let (cpu, hint) = if index % 2 == 0 { (last, 0) } else { (0, last) };
+            set_affinity(&thread, 1 << cpu);
+            thread.prefer_cpu(hint);
+            enqueue(thread);
+        }
+        while DONE.load(Ordering::Acquire) < RAN_ON.len() {
+            yield_now();
+        }
+        time::set_tick_hz(time::HZ);
+        for (index, slot) in RAN_ON.iter().enumerate() {
+            let want = if index % 2 == 0 { 1u64 << last } else { 1 };
+            assert_eq!(slot.load(Ordering::SeqCst), want, "thread {index} ran outside its affinity");
+        }
+    }
 }

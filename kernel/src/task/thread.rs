@@ -78,6 +78,9 @@ pub struct Thread {
     pub clear_child_tid: AtomicU64,
     /// The CPU it last ran on (placement hint).
     pub(super) last_cpu: AtomicUsize,
+    /// The CPUs it may run on, one bit each (sched_setaffinity); all by
+    /// default. The scheduler places, steals and requeues only within it.
+    affinity: AtomicU64,
     /// Set when a timed wait ended by its deadline rather than a wake-up.
     pub timed_out: AtomicBool,
     /// Set by `sched::interrupt`: interruptible waits return at once from now
@@ -123,6 +126,7 @@ impl Thread {
             gs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             last_cpu: AtomicUsize::new(0),
+            affinity: AtomicU64::new(u64::MAX),
             timed_out: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
             interruptible: AtomicBool::new(false),
@@ -191,6 +195,23 @@ impl Thread {
     /// use it to run threads on chosen CPUs.
     pub fn prefer_cpu(&self, cpu: usize) {
         self.last_cpu.store(cpu, Ordering::Relaxed);
+    }
+
+    /// The CPUs this thread may run on.
+    pub fn affinity(&self) -> u64 {
+        self.affinity.load(Ordering::Relaxed)
+    }
+
+    /// Whether it may run on `cpu`.
+    pub(super) fn may_run_on(&self, cpu: usize) -> bool {
+        cpu < 64 && self.affinity() & (1 << cpu) != 0
+    }
+
+    /// Restricts it to the CPUs in `mask` (which must name an online one: the
+    /// caller checks). A running thread moves at its next switch; the caller
+    /// (`sched::set_affinity`) makes the current one switch at once.
+    pub(super) fn store_affinity(&self, mask: u64) {
+        self.affinity.store(mask, Ordering::Relaxed);
     }
 
     /// Whether interruptible waits must return (`sched::interrupt` was called).
