@@ -263,9 +263,13 @@ impl AddressSpace {
             if old == 0 {
                 let (phys, owned) = match &vma.backing {
                     Backing::Private => {
-                        let mut frame = Frame::alloc_for_user().map_err(|_| FaultError::OutOfMemory)?;
+                        // A frame an idle CPU zeroed, if this CPU's pool has one.
+                        let (mut frame, zeroed) =
+                            Frame::alloc_for_user_maybe_zeroed().map_err(|_| FaultError::OutOfMemory)?;
                         probe::mark(Phase::Alloc);
-                        crate::arch::zero_page(frame.bytes_mut());
+                        if !zeroed {
+                            crate::arch::zero_page(frame.bytes_mut());
+                        }
                         probe::mark(Phase::Zero);
                         (frame.start().as_u64(), Some(frame))
                     }

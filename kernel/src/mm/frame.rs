@@ -8,11 +8,28 @@
 //!
 //! Frames are owned values: a `Frame` frees itself when dropped, so a frame
 //! can only be leaked on purpose (`Frame::into_raw`, e.g. when a page table
-//! takes it over). Single frames come from one global bitmap under a spinlock
-//! (its bookkeeping is the `frames` crate, property-tested on the host);
-//! a per-CPU cache can sit in front of `alloc`/`free` without changing callers.
+//! takes it over). The frames live in one global bitmap under a spinlock
+//! (its bookkeeping is the `frames` crate, property-tested on the host).
+//!
+//! In front of it each CPU has a cache: a small stack of free frame numbers
+//! that single-frame `alloc` and `free` use without touching the global
+//! lock, refilled from and drained to the bitmap `CACHE_BATCH` frames at a
+//! time under one acquisition. Beside the cache sits the CPU's zero pool:
+//! free frames an idle CPU has already zeroed (`fill_zero_pools`), which the
+//! fault path takes so that zeroing is off its critical path. Each CPU's
+//! cache and pool share one lock (`Level::FrameCache`): frees come from any
+//! context (interrupts off, IPI and RCU callbacks), and other CPUs reach in
+//! when memory is short.
+//!
+//! Accounting: `FREE` counts every free frame wherever it sits (bitmap,
+//! caches, pools), so cached frames are free in `stats()` and never look
+//! leaked. An allocation first takes a *credit* from `FREE` (a compare and
+//! swap that fails when too few are free: out of memory, or the user
+//! reserve), then finds a frame; since credits never exceed the free frames,
+//! one is always somewhere: this CPU's cache or pool, the bitmap, or
+//! another CPU's cache or pool (the slow path looks there).
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
 use frames::FrameBitmap;
@@ -20,6 +37,7 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
 use super::phys_to_virt;
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::sync::{Level, SpinLock};
 
 pub const FRAME_SIZE: u64 = 4096;
@@ -29,6 +47,17 @@ const LOW_MEMORY_END: u64 = 1 << 20;
 pub const USER_RESERVE: usize = 4096;
 /// Freed frames are filled with this in debug builds so use-after-free shows.
 pub const POISON_BYTE: u8 = 0x6b;
+/// Free frames a CPU's cache holds at most.
+pub const CACHE_CAPACITY: usize = 64;
+/// Frames moved between a cache and the bitmap per global-lock acquisition.
+pub const CACHE_BATCH: usize = 32;
+/// Zeroed frames a CPU's pool holds at most (1 MiB).
+pub const ZERO_POOL_CAPACITY: usize = 256;
+/// Idle CPUs fill zero pools only while the bitmap has more free frames than
+/// this, so that the pools never eat into memory the system needs.
+const ZERO_POOL_MIN_FREE: usize = 2 * USER_RESERVE;
+/// A CPU whose pool falls to this many frames wakes an idle CPU to refill it.
+const ZERO_POOL_LOW: usize = ZERO_POOL_CAPACITY / 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -39,15 +68,75 @@ pub enum FrameError {
 pub struct FrameStats {
     /// Frames this allocator manages.
     pub total: usize,
-    /// Of those, frames free right now.
+    /// Of those, frames free right now (in the bitmap, caches or pools).
     pub free: usize,
 }
 
 /// The bookkeeping is the `frames` crate's (host-tested); its words live in
-/// physical memory, carved out at boot.
+/// physical memory, carved out at boot. A frame in a cache or pool is "used"
+/// here: the bitmap sees it as handed out (to the cache).
 static FRAMES: SpinLock<Option<FrameBitmap<'static>>> = SpinLock::new(Level::Frames, None);
+/// Frames managed (fixed after `init`).
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+/// Free frames anywhere (bitmap, caches, pools) minus the credits taken and
+/// not yet turned into a frame. Never more than the frames really free.
+static FREE: AtomicUsize = AtomicUsize::new(0);
 /// Frames allocated since boot and not freed, for leak checks.
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+/// A fixed-capacity stack of frame numbers.
+struct FrameStack<const N: usize> {
+    len: usize,
+    frames: [u32; N],
+}
+
+impl<const N: usize> FrameStack<N> {
+    const fn new() -> Self {
+        FrameStack { len: 0, frames: [0; N] }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.frames[self.len] as usize)
+    }
+
+    /// Pushes `frame`; the caller checked `is_full`.
+    fn push(&mut self, frame: usize) {
+        self.frames[self.len] = u32::try_from(frame).expect("frame numbers fit 32 bits (16 TiB)");
+        self.len += 1;
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    fn contains(&self, frame: usize) -> bool {
+        self.frames[..self.len].iter().any(|&f| f as usize == frame)
+    }
+}
+
+/// One CPU's free frames in front of the bitmap.
+struct CpuFrames {
+    /// Free frames, contents undefined (poisoned in debug builds).
+    cache: FrameStack<CACHE_CAPACITY>,
+    /// Free frames known to be all zeros.
+    zeroed: FrameStack<ZERO_POOL_CAPACITY>,
+    /// Statistics: zeroed-frame requests the pool served, and not.
+    pool_hits: u64,
+    pool_misses: u64,
+}
+
+/// Indexed by CPU. Code picks its CPU's entry by `cpu_id()` before locking
+/// it; a migration in between only means it uses another CPU's entry, which
+/// is just as correct (it is locked), only less local.
+static CPU_FRAMES: [SpinLock<CpuFrames>; MAX_CPUS] = [const {
+    SpinLock::new(
+        Level::FrameCache,
+        CpuFrames { cache: FrameStack::new(), zeroed: FrameStack::new(), pool_hits: 0, pool_misses: 0 },
+    )
+}; MAX_CPUS];
+/// Whether a wake-up for pool filling is outstanding (one at a time).
+static FILL_KICKED: AtomicBool = AtomicBool::new(false);
 
 /// Builds the allocator from the boot memory map.
 pub fn init(regions: &[MemoryRegion]) {
@@ -80,6 +169,8 @@ pub fn init(regions: &[MemoryRegion]) {
     for (start, end) in usable() {
         bitmap.add_usable((start / FRAME_SIZE) as usize..(end / FRAME_SIZE) as usize, &reserved);
     }
+    TOTAL.store(bitmap.total(), Ordering::Relaxed);
+    FREE.store(bitmap.free_count(), Ordering::Release);
     *FRAMES.lock() = Some(bitmap);
 }
 
@@ -88,7 +179,7 @@ fn with_bitmap<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
 }
 
 pub fn stats() -> FrameStats {
-    with_bitmap(|b| FrameStats { total: b.total(), free: b.free_count() })
+    FrameStats { total: TOTAL.load(Ordering::Relaxed), free: FREE.load(Ordering::Acquire) }
 }
 
 /// Frames handed out and not yet returned.
@@ -96,8 +187,226 @@ pub fn allocated() -> usize {
     ALLOCATED.load(Ordering::Relaxed)
 }
 
+/// Zeroed frames waiting in pools, over all CPUs.
+pub fn pooled() -> usize {
+    CPU_FRAMES.iter().map(|cpu| cpu.lock().zeroed.len).sum()
+}
+
+/// Requests for a zeroed frame that its CPU's pool served, and those it
+/// could not (the caller zeroed a frame itself), since boot.
+pub fn zero_pool_counts() -> (u64, u64) {
+    CPU_FRAMES.iter().fold((0, 0), |(hits, misses), cpu| {
+        let cpu = cpu.lock();
+        (hits + cpu.pool_hits, misses + cpu.pool_misses)
+    })
+}
+
 fn frame_at(number: usize) -> PhysFrame {
     PhysFrame::containing_address(PhysAddr::new(number as u64 * FRAME_SIZE))
+}
+
+fn frame_bytes(number: usize) -> *mut [u8; FRAME_SIZE as usize] {
+    phys_to_virt(PhysAddr::new(number as u64 * FRAME_SIZE)).as_mut_ptr()
+}
+
+/// Takes `count` frames' worth of credit from `FREE`, leaving at least
+/// `reserve` free; fails (out of memory) otherwise.
+fn take_credits(count: usize, reserve: usize) -> Result<(), FrameError> {
+    FREE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+        (free >= count.saturating_add(reserve)).then(|| free - count)
+    })
+    .map(drop)
+    .map_err(|_| FrameError::OutOfMemory)
+}
+
+/// Where a frame came from: a zero pool's frames are known to be zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Any,
+    Zeroed,
+}
+
+/// Finds a free frame for a caller that holds a credit, preferring a zeroed
+/// one if `want_zeroed`. Always succeeds: the credit says a frame is free
+/// somewhere.
+fn take_frame(want_zeroed: bool) -> (usize, Source) {
+    let cpu = &CPU_FRAMES[percpu::cpu_id()];
+    {
+        let mut here = cpu.lock();
+        if want_zeroed {
+            if let Some(frame) = here.zeroed.pop() {
+                here.pool_hits += 1;
+                let low = here.zeroed.len <= ZERO_POOL_LOW;
+                drop(here);
+                if low {
+                    kick_filler();
+                }
+                return (frame, Source::Zeroed);
+            }
+        }
+        here.pool_misses += u64::from(want_zeroed);
+        if let Some(frame) = here.cache.pop() {
+            return (frame, Source::Any);
+        }
+        // Refill: a batch from the bitmap under one acquisition.
+        {
+            let mut guard = FRAMES.lock();
+            let bitmap = guard.as_mut().expect("frame allocator initialised");
+            for _ in 0..CACHE_BATCH {
+                match bitmap.alloc() {
+                    Some(frame) => here.cache.push(frame),
+                    None => break,
+                }
+            }
+        }
+        if let Some(frame) = here.cache.pop() {
+            return (frame, Source::Any);
+        }
+        if let Some(frame) = here.zeroed.pop() {
+            return (frame, Source::Zeroed);
+        }
+    }
+    if want_zeroed {
+        kick_filler();
+    }
+    // The bitmap is empty and so are this CPU's cache and pool: our frame is
+    // in another CPU's, or on its way there (a batch moving, a frame being
+    // zeroed with interrupts off), so look until it turns up.
+    loop {
+        for other in &CPU_FRAMES {
+            let mut other = other.lock();
+            if let Some(frame) = other.cache.pop() {
+                return (frame, Source::Any);
+            }
+            if let Some(frame) = other.zeroed.pop() {
+                return (frame, Source::Zeroed);
+            }
+        }
+        if let Some(frame) = with_bitmap(FrameBitmap::alloc) {
+            return (frame, Source::Any);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Returns a free frame (its contents do not matter) to this CPU's cache,
+/// draining a batch to the bitmap when the cache is full.
+fn give_back(frame: usize) {
+    let cpu = &CPU_FRAMES[percpu::cpu_id()];
+    let mut here = cpu.lock();
+    if cfg!(debug_assertions) {
+        // The bitmap catches frees of frames it never handed out; a double
+        // free into a cache is caught here when it is this CPU's (a double
+        // free across CPUs shows when the second copy reaches the bitmap).
+        with_bitmap(|b| {
+            if !b.is_allocated(frame) {
+                let bad = if b.is_managed(frame) {
+                    frames::FreeError::NotAllocated(frame)
+                } else {
+                    frames::FreeError::NotManaged(frame)
+                };
+                panic!("{bad}");
+            }
+        });
+        assert!(
+            !here.cache.contains(frame) && !here.zeroed.contains(frame),
+            "{}",
+            frames::FreeError::NotAllocated(frame)
+        );
+    }
+    if here.cache.is_full() {
+        let mut guard = FRAMES.lock();
+        let bitmap = guard.as_mut().expect("frame allocator initialised");
+        for _ in 0..CACHE_BATCH {
+            let old = here.cache.pop().expect("a full cache");
+            bitmap.free(old).unwrap_or_else(|bad| panic!("{bad}"));
+        }
+    }
+    here.cache.push(frame);
+    // Only now: a credit taken for it must be able to find it.
+    FREE.fetch_add(1, Ordering::Release);
+}
+
+/// Moves every CPU's cached and pooled frames back to the bitmap (for a
+/// contiguous allocation that found the bitmap too holey). Returns how many.
+fn drain_all() -> usize {
+    let mut moved = 0;
+    for cpu in &CPU_FRAMES {
+        let mut cpu = cpu.lock();
+        let mut guard = FRAMES.lock();
+        let bitmap = guard.as_mut().expect("frame allocator initialised");
+        while let Some(frame) = cpu.cache.pop() {
+            bitmap.free(frame).unwrap_or_else(|bad| panic!("{bad}"));
+            moved += 1;
+        }
+        while let Some(frame) = cpu.zeroed.pop() {
+            bitmap.free(frame).unwrap_or_else(|bad| panic!("{bad}"));
+            moved += 1;
+        }
+    }
+    moved
+}
+
+/// Wakes an idle CPU (if any) to refill zero pools.
+fn kick_filler() {
+    // A load first: while a wake-up is outstanding this costs no write.
+    if !FILL_KICKED.load(Ordering::Relaxed) && !FILL_KICKED.swap(true, Ordering::AcqRel) {
+        crate::task::sched::wake_an_idle_cpu();
+    }
+}
+
+/// Whether a CPU asked for its pool to be refilled since the last
+/// `fill_zero_pools` began (an idle CPU checks this, interrupts off, before
+/// it halts, so that a wake-up that came in while it filled is not lost).
+pub fn fill_wanted() -> bool {
+    FILL_KICKED.load(Ordering::Acquire)
+}
+
+/// Idle-time work: zeroes free frames into the CPUs' zero pools, until
+/// `stop()` says there is real work, every online CPU's pool is full, or
+/// free memory is low. Returns whether it zeroed anything.
+pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
+    FILL_KICKED.store(false, Ordering::Release);
+    let mut filled = false;
+    // Other CPUs' pools first: this one is idle, those may be faulting.
+    let me = percpu::cpu_id();
+    let online = crate::arch::ipi::online();
+    for target in online.iter().filter(|&cpu| cpu != me).chain(online.contains(me).then_some(me)) {
+        loop {
+            if stop() {
+                return filled;
+            }
+            if CPU_FRAMES[target].lock().zeroed.is_full() {
+                break;
+            }
+            // Interrupts off from taking the frame to pooling it: nothing on
+            // this CPU can wait for it meanwhile (other CPUs that need it,
+            // memory being short, look again until it shows up).
+            let saved = crate::arch::disable_interrupts();
+            let Some(frame) = with_bitmap(|b| if b.free_count() > ZERO_POOL_MIN_FREE { b.alloc() } else { None })
+            else {
+                crate::arch::restore_interrupts(saved);
+                return filled;
+            };
+            // SAFETY: the frame was free in the bitmap and is now ours alone
+            // (counted free but in no structure, so no one else reaches it);
+            // the physical map covers it.
+            crate::arch::zero_page(unsafe { &mut *frame_bytes(frame) });
+            let mut pool = CPU_FRAMES[target].lock();
+            if pool.zeroed.is_full() {
+                drop(pool);
+                with_bitmap(|b| b.free(frame)).unwrap_or_else(|bad| panic!("{bad}"));
+            } else {
+                pool.zeroed.push(frame);
+                drop(pool);
+                filled = true;
+            }
+            // Only now that the pool lock is released (its guard restores
+            // "interrupts off", the state it found).
+            crate::arch::restore_interrupts(saved);
+        }
+    }
+    filled
 }
 
 /// An owned physical frame: freed (and poisoned in debug builds) on drop.
@@ -106,15 +415,31 @@ fn frame_at(number: usize) -> PhysFrame {
 pub struct Frame(PhysFrame);
 
 impl Frame {
-    pub fn alloc() -> Result<Frame, FrameError> {
-        let number = with_bitmap(FrameBitmap::alloc).ok_or(FrameError::OutOfMemory)?;
+    fn take(reserve: usize, want_zeroed: bool) -> Result<(Frame, bool), FrameError> {
+        take_credits(1, reserve)?;
+        let (number, source) = take_frame(want_zeroed);
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
-        Ok(Frame(frame_at(number)))
+        let mut frame = Frame(frame_at(number));
+        let zeroed = source == Source::Zeroed;
+        if zeroed && cfg!(debug_assertions) {
+            let start = frame.start();
+            let bytes = frame.bytes_mut();
+            for offset in (0..FRAME_SIZE as usize).step_by(512) {
+                debug_assert_eq!(bytes[offset], 0, "a zero-pool frame {start:#x} was written to");
+            }
+        }
+        Ok((frame, zeroed))
+    }
+
+    pub fn alloc() -> Result<Frame, FrameError> {
+        Self::take(0, false).map(|(frame, _)| frame)
     }
 
     pub fn alloc_zeroed() -> Result<Frame, FrameError> {
-        let mut frame = Self::alloc()?;
-        crate::arch::zero_page(frame.bytes_mut());
+        let (mut frame, zeroed) = Self::take(0, true)?;
+        if !zeroed {
+            crate::arch::zero_page(frame.bytes_mut());
+        }
         Ok(frame)
     }
 
@@ -124,15 +449,21 @@ impl Frame {
     /// stopped (ENOMEM, EAGAIN, or killed) before the kernel's own
     /// allocations (the heap) fail.
     pub fn alloc_for_user() -> Result<Frame, FrameError> {
-        let number = with_bitmap(|b| b.alloc_above_reserve(USER_RESERVE)).ok_or(FrameError::OutOfMemory)?;
-        ALLOCATED.fetch_add(1, Ordering::Relaxed);
-        Ok(Frame(frame_at(number)))
+        Self::take(USER_RESERVE, false).map(|(frame, _)| frame)
+    }
+
+    /// `alloc_for_user`, taken from this CPU's zero pool if it has one; the
+    /// flag says whether it is known to be zero (else the caller zeroes it).
+    pub fn alloc_for_user_maybe_zeroed() -> Result<(Frame, bool), FrameError> {
+        Self::take(USER_RESERVE, true)
     }
 
     /// `alloc_for_user`, zeroed.
     pub fn alloc_zeroed_for_user() -> Result<Frame, FrameError> {
-        let mut frame = Self::alloc_for_user()?;
-        crate::arch::zero_page(frame.bytes_mut());
+        let (mut frame, zeroed) = Self::take(USER_RESERVE, true)?;
+        if !zeroed {
+            crate::arch::zero_page(frame.bytes_mut());
+        }
         Ok(frame)
     }
 
@@ -174,9 +505,8 @@ impl Drop for Frame {
         if cfg!(debug_assertions) {
             self.bytes_mut().fill(POISON_BYTE);
         }
-        let number = (self.start().as_u64() / FRAME_SIZE) as usize;
-        with_bitmap(|b| b.free(number)).unwrap_or_else(|bad| panic!("{bad}"));
         ALLOCATED.fetch_sub(1, Ordering::Relaxed);
+        give_back((self.start().as_u64() / FRAME_SIZE) as usize);
     }
 }
 
@@ -191,7 +521,15 @@ pub struct FrameRun {
 impl FrameRun {
     /// `count` contiguous frames whose first frame number is a multiple of `align`.
     pub fn alloc(count: usize, align: usize) -> Result<FrameRun, FrameError> {
-        let first = with_bitmap(|b| b.alloc_contiguous(count, align)).ok_or(FrameError::OutOfMemory)?;
+        take_credits(count, 0)?;
+        // Frames in caches and pools are holes in the bitmap: on failure put
+        // them all back and look once more.
+        let first = with_bitmap(|b| b.alloc_contiguous(count, align))
+            .or_else(|| (drain_all() > 0).then(|| with_bitmap(|b| b.alloc_contiguous(count, align))).flatten());
+        let Some(first) = first else {
+            FREE.fetch_add(count, Ordering::Release);
+            return Err(FrameError::OutOfMemory);
+        };
         ALLOCATED.fetch_add(count, Ordering::Relaxed);
         Ok(FrameRun { first, count })
     }
@@ -210,6 +548,7 @@ impl Drop for FrameRun {
         with_bitmap(|b| (self.first..self.first + self.count).try_for_each(|f| b.free(f)))
             .unwrap_or_else(|bad| panic!("{bad}"));
         ALLOCATED.fetch_sub(self.count, Ordering::Relaxed);
+        FREE.fetch_add(self.count, Ordering::Release);
     }
 }
 
@@ -298,5 +637,134 @@ mod tests {
             let region = regions.iter().find(|r| r.start <= addr && addr < r.end);
             assert_eq!(region.map(|r| r.kind), Some(MemoryRegionKind::Usable), "frame {addr:#x}");
         }
+    }
+
+    /// The other online CPUs (empty on one CPU).
+    fn other_cpus() -> crate::arch::ipi::CpuSet {
+        let mut others = crate::arch::ipi::online();
+        others.remove(percpu::cpu_id());
+        others
+    }
+
+    /// Frees `frames` on every other CPU (in the call IPI, interrupts off),
+    /// an equal share each; on one CPU, here.
+    fn free_on_other_cpus(frames: Vec<Frame>) {
+        let others = other_cpus();
+        if others.is_empty() {
+            drop(frames);
+            return;
+        }
+        let share = frames.len().div_ceil(others.len());
+        let queue = SpinLock::new(Level::TestState, frames);
+        crate::arch::ipi::call_on(others, &|| {
+            let mine: Vec<Frame> = {
+                let mut queue = queue.lock();
+                let keep = queue.len().saturating_sub(share);
+                queue.split_off(keep)
+            };
+            drop(mine);
+        });
+        assert!(queue.lock().is_empty(), "every frame was freed");
+    }
+
+    #[test_case]
+    fn counts_stay_exact_through_the_caches() {
+        // More frames than a cache holds: refills and drains both happen.
+        let mut frames = Vec::with_capacity(3 * CACHE_CAPACITY);
+        let (before, allocated_before) = (stats(), allocated());
+        for n in 1..=3 * CACHE_CAPACITY {
+            frames.push(Frame::alloc().unwrap());
+            assert_eq!(stats().free, before.free - n, "a cached frame is still free, a handed-out one is not");
+        }
+        assert_eq!(allocated(), allocated_before + 3 * CACHE_CAPACITY);
+        frames.truncate(CACHE_CAPACITY / 2);
+        assert_eq!(stats().free, before.free - CACHE_CAPACITY / 2);
+        drop(frames);
+        assert_eq!((stats(), allocated()), (before, allocated_before));
+    }
+
+    #[test_case]
+    fn frames_freed_on_other_cpus_are_counted_and_reused() {
+        let mut frames = Vec::with_capacity(2 * CACHE_CAPACITY);
+        let (before, allocated_before) = (stats(), allocated());
+        frames.extend((0..2 * CACHE_CAPACITY).map(|_| Frame::alloc().unwrap()));
+        free_on_other_cpus(frames);
+        assert_eq!((stats(), allocated()), (before, allocated_before), "frames in other CPUs' caches are free");
+        // They are not handed out twice either: a fresh batch is distinct.
+        let again: Vec<Frame> = (0..4 * CACHE_CAPACITY).map(|_| Frame::alloc().unwrap()).collect();
+        let distinct: BTreeSet<u64> = again.iter().map(|f| f.start().as_u64()).collect();
+        assert_eq!(distinct.len(), again.len());
+        drop(again);
+        assert_eq!(stats(), before);
+    }
+
+    #[test_case]
+    fn exhaustion_finds_the_frames_other_cpus_cache() {
+        // Park frames in the other CPUs' caches, then take everything from here:
+        // exactly `free` frames come out (the cached ones too), then errors.
+        let parked: Vec<Frame> = (0..CACHE_CAPACITY).map(|_| Frame::alloc().unwrap()).collect();
+        free_on_other_cpus(parked);
+        let mut frames = Vec::with_capacity(stats().free + 16);
+        let before = stats();
+        while let Ok(frame) = Frame::alloc() {
+            frames.push(frame);
+        }
+        assert_eq!(frames.len(), before.free);
+        assert_eq!(stats().free, 0);
+        assert_eq!(Frame::alloc_for_user().unwrap_err(), FrameError::OutOfMemory);
+        // Give some back on the other CPUs: a contiguous run must still be
+        // found (the caches are drained into the bitmap for it).
+        let back = frames.split_off(frames.len() - 4 * CACHE_CAPACITY);
+        free_on_other_cpus(back);
+        assert_eq!(stats().free, 4 * CACHE_CAPACITY);
+        drop(FrameRun::alloc(1, 1).expect("a run out of frames cached elsewhere"));
+        drop(frames);
+        assert_eq!(stats(), before);
+    }
+
+    #[test_case]
+    fn the_user_reserve_holds_with_frames_cached() {
+        let mut frames = Vec::with_capacity(stats().free + 16);
+        let before = stats();
+        while let Ok(frame) = Frame::alloc_for_user() {
+            frames.push(frame);
+        }
+        assert_eq!(stats().free, USER_RESERVE, "user allocations stop at the reserve");
+        let kernel = Frame::alloc().expect("the kernel still gets frames");
+        drop(kernel);
+        drop(frames);
+        assert_eq!(stats(), before);
+    }
+
+    #[test_case]
+    fn zero_pool_frames_are_zero_and_count_as_free() {
+        let (before, allocated_before) = (stats(), allocated());
+        // Dirty frames first, so that a pool frame zeroed from them shows.
+        let dirty: Vec<Frame> = (0..2 * CACHE_CAPACITY)
+            .map(|_| {
+                let mut frame = Frame::alloc().unwrap();
+                frame.bytes_mut().fill(0x5a);
+                frame
+            })
+            .collect();
+        drop(dirty);
+        fill_zero_pools(|| false);
+        assert!(pooled() > 0, "the pools were filled");
+        assert_eq!((stats(), allocated()), (before, allocated_before), "pooled frames are free");
+        let mut taken = Vec::new();
+        for _ in 0..ZERO_POOL_CAPACITY / 2 {
+            let (mut frame, zeroed) = Frame::alloc_for_user_maybe_zeroed().unwrap();
+            if zeroed {
+                assert!(frame.bytes_mut().iter().all(|&b| b == 0), "a pool frame is all zeros");
+            }
+            taken.push((frame, zeroed));
+        }
+        assert!(taken.iter().any(|(_, zeroed)| *zeroed), "the pool handed out frames");
+        drop(taken);
+        assert_eq!((stats(), allocated()), (before, allocated_before));
+        // A run drains the pools back when it needs their frames.
+        let run = FrameRun::alloc(64, 64).unwrap();
+        drop(run);
+        assert_eq!(stats(), before);
     }
 }

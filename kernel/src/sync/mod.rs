@@ -40,7 +40,9 @@
 //!    the scheduler lock) [CallQueue], the result slots of a call on every
 //!    CPU [CallResults], the lockup detector's state [Watchdog]
 //! 10. the kernel heap lock (`mm::heap`) [Heap]
-//! 11. the frame allocator lock (`mm::frame`) [Frames]
+//! 11. a CPU's frame cache and zero pool (`mm::frame`, one spinlock per CPU;
+//!     a batch moves to or from the bitmap under it) [FrameCache], then the
+//!     frame allocator's bitmap lock [Frames]
 //! 12. the console lock (`console`): may be taken anywhere, takes nothing
 //!     itself [Console]
 //!

@@ -89,6 +89,9 @@ pub enum Level {
     Watchdog,
     /// The kernel heap (`mm::heap`).
     Heap,
+    /// A CPU's frame cache and zero pool (`mm::frame`); taken before the
+    /// global bitmap when a batch moves between them.
+    FrameCache,
     /// The frame allocator (`mm::frame`).
     Frames,
     /// The console (serial port): taken anywhere, takes nothing.
@@ -114,7 +117,7 @@ impl Level {
     }
 
     /// Every level, by number.
-    const ALL: [Level; 26] = [
+    const ALL: [Level; 27] = [
         Level::FileOffset,
         Level::Futex,
         Level::MmapLock,
@@ -139,6 +142,7 @@ impl Level {
         Level::CallResults,
         Level::Watchdog,
         Level::Heap,
+        Level::FrameCache,
         Level::Frames,
         Level::Console,
     ];

@@ -156,9 +156,35 @@ pub fn idle_loop() -> ! {
         let cpu = percpu::cpu_id();
         // Queued threads elsewhere that may not run here are no work for us.
         let nothing_to_steal = NOTHING_TO_STEAL[cpu].swap(false, Ordering::Relaxed);
-        if !more_callbacks && (nothing_to_steal || !has_work(cpu)) {
-            // `sti; hlt` back to back: a wake-up IPI cannot slip in between.
+        let work = || !nothing_to_steal && has_work(cpu);
+        if more_callbacks || work() {
+            continue;
+        }
+        // Idle time zeroes frames for the fault path (any CPU's pool: the
+        // CPU that faults is the one that is never idle). Something filled:
+        // go round, through the scheduler, before looking again.
+        if crate::mm::frame::fill_zero_pools(work) {
+            continue;
+        }
+        // Checked with interrupts off, then `sti; hlt` back to back: a
+        // wake-up IPI (for a thread, or a pool running low) cannot slip in
+        // between the check and the halt.
+        x86_64::instructions::interrupts::disable();
+        if work() || crate::mm::frame::fill_wanted() {
+            x86_64::instructions::interrupts::enable();
+        } else {
             x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+}
+
+/// Pokes one idle CPU other than this one (if there is one) out of `hlt`,
+/// so that its idle loop runs again (to refill zero pools). Any context.
+pub fn wake_an_idle_cpu() {
+    let me = percpu::cpu_id();
+    if let Some(cpu) = online().iter().find(|&c| c != me && !BUSY[c].load(Ordering::Relaxed)) {
+        if let Some(target) = percpu::get(cpu) {
+            apic::send_ipi(Destination::Apic(target.apic_id), Delivery::Fixed(RESCHED_VECTOR));
         }
     }
 }
