@@ -56,6 +56,8 @@ pub const ZERO_POOL_CAPACITY: usize = 256;
 /// Idle CPUs fill zero pools only while the bitmap has more free frames than
 /// this, so that the pools never eat into memory the system needs.
 const ZERO_POOL_MIN_FREE: usize = 2 * USER_RESERVE;
+/// Frames an idle CPU zeroes before it looks at its other work again.
+const ZERO_POOL_FILL_BATCH: usize = 16;
 /// A CPU whose pool falls to this many frames wakes an idle CPU to refill it.
 const ZERO_POOL_LOW: usize = ZERO_POOL_CAPACITY / 2;
 
@@ -363,19 +365,23 @@ pub fn fill_wanted() -> bool {
 }
 
 /// Idle-time work: zeroes free frames into the CPUs' zero pools, until
-/// `stop()` says there is real work, every online CPU's pool is full, or
-/// free memory is low. Returns whether it zeroed anything.
+/// `stop()` says there is real work, every online CPU's pool is full, free
+/// memory is low, or it has zeroed `ZERO_POOL_FILL_BATCH` frames (so that
+/// the idle loop goes round, serving cross-CPU calls and RCU, between
+/// batches). Returns whether it zeroed anything.
 pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
     FILL_KICKED.store(false, Ordering::Release);
     let mut filled = false;
+    let mut budget = ZERO_POOL_FILL_BATCH;
     // Other CPUs' pools first: this one is idle, those may be faulting.
     let me = percpu::cpu_id();
     let online = crate::arch::ipi::online();
     for target in online.iter().filter(|&cpu| cpu != me).chain(online.contains(me).then_some(me)) {
         loop {
-            if stop() {
+            if stop() || budget == 0 {
                 return filled;
             }
+            budget -= 1;
             if CPU_FRAMES[target].lock().zeroed.is_full() {
                 break;
             }
@@ -748,8 +754,9 @@ mod tests {
             })
             .collect();
         drop(dirty);
-        fill_zero_pools(|| false);
-        assert!(pooled() > 0, "the pools were filled");
+        // Batch after batch until every pool is full.
+        while fill_zero_pools(|| false) {}
+        assert!(pooled() >= ZERO_POOL_CAPACITY, "the pools were filled");
         assert_eq!((stats(), allocated()), (before, allocated_before), "pooled frames are free");
         let mut taken = Vec::new();
         for _ in 0..ZERO_POOL_CAPACITY / 2 {
