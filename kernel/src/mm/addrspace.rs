@@ -314,6 +314,7 @@ mod tests {
     use super::*;
     use crate::arch::percpu;
     use crate::mm::lazy_tlb::switch;
+    use crate::mm::lazy_tlb::workers::{Workers, LAZY, LOAD};
     use crate::sync::SpinLock;
     use x86_64::registers::control::Cr3;
 
@@ -596,13 +597,12 @@ mod tests {
         let _pinned = percpu::PreemptGuard::new();
         switch(Some(&mm));
         assert_eq!(unmap_one_page(), (0, 0), "loaded only here");
-        // Loaded on every other CPU too: one IPI to each, no more. A CPU
-        // that switches threads meanwhile turns lazy and is skipped instead.
+        // Running on every other CPU too: one IPI to each, no more.
         let others = other_cpus();
-        crate::arch::ipi::call_on(others, &|| switch(Some(&mm)));
-        let (ipis, skipped) = unmap_one_page();
-        assert_eq!(ipis + skipped, others.len() as u64, "one IPI per other CPU with the space loaded");
-        crate::arch::ipi::call_on(others, &|| switch(None));
+        let mut workers = Workers::start(&mm, others);
+        workers.command(LOAD);
+        assert_eq!(unmap_one_page(), (others.len() as u64, 0), "one IPI per other CPU running the space");
+        drop(workers);
         switch(None);
     }
 
@@ -620,10 +620,9 @@ mod tests {
         let _pinned = percpu::PreemptGuard::new();
         let others = other_cpus();
         // Each other CPU runs the space, then a kernel thread: lazy.
-        crate::arch::ipi::call_on(others, &|| {
-            switch(Some(&mm));
-            switch(None);
-        });
+        let mut workers = Workers::start(&mm, others);
+        workers.command(LOAD);
+        workers.command(LAZY);
         assert_eq!(lazy_cpus(&mm), others);
         let before = flush_counts(&mm);
         mm.munmap(page, PAGE).unwrap();
@@ -632,16 +631,25 @@ mod tests {
         assert_eq!(after.1 - before.1, others.len() as u64, "each lazy CPU skipped once");
         // Back to the space: each skipped CPU flushes everything first.
         let catchups = STATS.lazy_catchups.load(Ordering::SeqCst);
-        crate::arch::ipi::call_on(others, &|| switch(Some(&mm)));
+        workers.command(LOAD);
         assert_eq!(STATS.lazy_catchups.load(Ordering::SeqCst) - catchups, others.len() as u64);
         // A munmap that frees page tables interrupts lazy CPUs as well: their
         // page walkers may still hold the tables.
-        crate::arch::ipi::call_on(others, &|| switch(None));
+        workers.command(LAZY);
         let before = flush_counts(&mm);
         mm.munmap(keep, PAGE).unwrap();
         assert!(mm.stats.tables_freed.load(Ordering::SeqCst) > 0, "the last mapping's tables go");
         assert_eq!(flush_counts(&mm).0 - before.0, others.len() as u64, "every CPU with the tables loaded");
-        // The last reference sends the lazy CPUs back to the kernel's table.
+        // With the workers gone, the CPUs idle: before halting they drop the
+        // table they kept (bounded wait: a liveness check, not a timing one).
+        drop(workers);
+        let mut spins = 0u64;
+        while mm.cpus().bits() & others.bits() != 0 && spins < 2_000_000_000 {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+        assert_eq!(mm.cpus().bits() & others.bits(), 0, "idle CPUs leave a lazily kept space before they halt");
+        // The last reference sends any CPU still holding it to the kernel's table.
         let root = mm.page_table.root();
         drop(mm);
         for (cpu, loaded) in crate::arch::ipi::run_on_each(others, Cr3::read) {

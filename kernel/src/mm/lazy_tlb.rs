@@ -18,6 +18,9 @@
 //! then reads `lazy`; the CPU clears `lazy`, then takes `stale`. At least one
 //! of them sees the other's store, so a skipped CPU always catches up.
 //!
+//! An idle CPU about to halt drops a lazily kept table for the kernel's
+//! (`leave_before_halt`): a halted CPU is never woken by a flush.
+//!
 //! A space stays alive while any CPU's bit is in its set: its `Drop` first
 //! sends every such CPU to the kernel's table (`unload_everywhere`).
 
@@ -95,6 +98,24 @@ pub fn switch(next: Option<&AddressSpace>) {
     crate::arch::restore_interrupts(saved);
 }
 
+/// Called by an idle CPU about to halt, interrupts off: a lazily kept table
+/// is dropped for the kernel's, so that flushes of that space (even those
+/// that free page tables, which interrupt lazy CPUs) leave the halted CPU
+/// alone. The CR3 load costs this CPU a TLB refill when it runs the space
+/// again, paid while it has nothing else to do.
+pub fn leave_before_halt() {
+    debug_assert!(!crate::arch::interrupts_enabled(), "leave_before_halt with interrupts on");
+    let state = &CPU_TLB[percpu::cpu_id()];
+    let loaded = state.loaded.load(Ordering::Relaxed);
+    if !loaded.is_null() && state.lazy.load(Ordering::Relaxed) {
+        // SAFETY: our bit is still in `loaded`'s set, so it is alive (its
+        // `Drop` would have unloaded us first, and cannot while our
+        // interrupts are off).
+        unload(unsafe { &*loaded });
+        STATS.lazy_leaves.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Whether this CPU has `mm` loaded and runs it (not lazily).
 pub fn runs(mm: &AddressSpace) -> bool {
     let _pinned = percpu::PreemptGuard::new();
@@ -167,4 +188,86 @@ pub(super) fn lazy_cpus(mm: &AddressSpace) -> CpuSet {
         }
     }
     set
+}
+
+/// Test helpers: kernel threads that load a space or go lazy on command.
+#[cfg(test)]
+pub(crate) mod workers {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use super::switch;
+    use crate::arch::ipi::CpuSet;
+    use crate::mm::addrspace::AddressSpace;
+    use crate::sync::SpinLock;
+
+    /// Kernel threads pinned one to each CPU of a set, which load an address
+    /// space or go lazy on command (and never halt meanwhile: they spin).
+    pub struct Workers {
+        count: usize,
+        seq: u64,
+    }
+
+    static WORKER_MM: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new(crate::sync::Level::TestState, None);
+    static WORKER_CMD: AtomicU64 = AtomicU64::new(0);
+    static WORKER_ACKS: AtomicU64 = AtomicU64::new(0);
+    pub const LOAD: u64 = 1;
+    pub const LAZY: u64 = 2;
+    const EXIT: u64 = 3;
+
+    extern "C" fn worker(_: usize) -> ! {
+        let mut seen = 0;
+        loop {
+            let cmd = WORKER_CMD.load(Ordering::Acquire);
+            if cmd >> 8 == seen {
+                core::hint::spin_loop();
+                continue;
+            }
+            seen = cmd >> 8;
+            match cmd & 0xff {
+                LOAD => {
+                    let mm = WORKER_MM.lock().clone().expect("the workers' space");
+                    switch(Some(&mm));
+                }
+                LAZY => switch(None),
+                _ => {
+                    WORKER_ACKS.fetch_add(1, Ordering::AcqRel);
+                    crate::task::sched::exit_current()
+                }
+            }
+            WORKER_ACKS.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    impl Workers {
+        pub fn start(mm: &Arc<AddressSpace>, cpus: CpuSet) -> Workers {
+            *WORKER_MM.lock() = Some(mm.clone());
+            WORKER_CMD.store(0, Ordering::SeqCst);
+            WORKER_ACKS.store(0, Ordering::SeqCst);
+            for cpu in cpus.iter() {
+                let thread = crate::task::thread::Thread::new_kernel(worker, 0).expect("a kernel thread");
+                crate::task::sched::set_affinity(&thread, 1 << cpu);
+                crate::task::sched::enqueue(thread);
+            }
+            Workers { count: cpus.len(), seq: 0 }
+        }
+
+        /// Runs `op` on every worker and waits until all have.
+        pub fn command(&mut self, op: u64) {
+            self.seq += 1;
+            let target = WORKER_ACKS.load(Ordering::SeqCst) + self.count as u64;
+            WORKER_CMD.store(self.seq << 8 | op, Ordering::SeqCst);
+            while WORKER_ACKS.load(Ordering::SeqCst) < target {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    impl Drop for Workers {
+        fn drop(&mut self) {
+            self.command(EXIT);
+            // The space's last reference must stay the test's.
+            *WORKER_MM.lock() = None;
+        }
+    }
 }

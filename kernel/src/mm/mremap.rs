@@ -370,26 +370,27 @@ mod tests {
     fn a_move_flushes_the_old_translations_on_every_cpu_of_the_space() {
         use crate::arch::percpu;
         use crate::mm::lazy_tlb::switch;
+        use crate::mm::lazy_tlb::workers::{Workers, LOAD};
         use core::sync::atomic::Ordering;
         let mm = Arc::new(AddressSpace::new().unwrap());
         let base = 0x19_0000_0000;
         mm.mmap(&anon(base, PAGE)).unwrap();
         mm.fault(base, Access::Write).unwrap();
-        // Pinned, so that "here" stays one CPU; loaded here and everywhere else.
+        // Pinned, so that "here" stays one CPU; loaded here and run on
+        // every other CPU by a pinned kernel thread.
         let _pinned = percpu::PreemptGuard::new();
         let mut others = crate::arch::ipi::online();
         others.remove(percpu::cpu_id());
         switch(Some(&mm));
-        crate::arch::ipi::call_on(others, &|| switch(Some(&mm)));
-        let count = || mm.stats.ipis.load(Ordering::SeqCst) + mm.stats.skipped_lazy.load(Ordering::SeqCst);
-        let (flushed, shootdowns) = (count(), mm.stats.shootdowns.load(Ordering::SeqCst));
+        let mut workers = Workers::start(&mm, others);
+        workers.command(LOAD);
+        let (ipis, shootdowns) = (mm.stats.ipis.load(Ordering::SeqCst), mm.stats.shootdowns.load(Ordering::SeqCst));
         let request =
             MremapRequest { may_move: true, dont_unmap: true, new_addr: base + PAGE, ..remap(base, PAGE, PAGE) };
         assert_eq!(mm.mremap(&request), Ok(base + PAGE), "moved within the same table");
         assert_eq!(mm.stats.shootdowns.load(Ordering::SeqCst), shootdowns + 1);
-        // A CPU that switched threads meanwhile is lazy: skipped, not interrupted.
-        assert_eq!(count() - flushed, others.len() as u64, "one IPI per other CPU (or a lazy skip)");
-        crate::arch::ipi::call_on(others, &|| switch(None));
+        assert_eq!(mm.stats.ipis.load(Ordering::SeqCst) - ipis, others.len() as u64, "one IPI per other CPU");
+        drop(workers);
         switch(None);
     }
 

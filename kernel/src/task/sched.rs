@@ -173,6 +173,7 @@ pub fn idle_loop() -> ! {
         if work() || crate::mm::frame::fill_wanted() {
             x86_64::instructions::interrupts::enable();
         } else {
+            crate::mm::lazy_tlb::leave_before_halt();
             x86_64::instructions::interrupts::enable_and_hlt();
         }
     }

@@ -95,6 +95,8 @@ pub struct TlbStats {
     /// when they came back to it (`mm/lazy_tlb.rs`).
     pub skipped_lazy: AtomicU64,
     pub lazy_catchups: AtomicU64,
+    /// Idle CPUs that dropped a lazily kept table before halting.
+    pub lazy_leaves: AtomicU64,
 }
 
 pub static STATS: TlbStats = TlbStats {
@@ -106,4 +108,5 @@ pub static STATS: TlbStats = TlbStats {
     remote_wait_cycles: AtomicU64::new(0),
     skipped_lazy: AtomicU64::new(0),
     lazy_catchups: AtomicU64::new(0),
+    lazy_leaves: AtomicU64::new(0),
 };
