@@ -6,9 +6,22 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 
 use crate::sys::{self, *};
 
-/// CPUs this process may run on (sched_getaffinity), at least 1.
+/// The CPU count from the first call on: sched_getaffinity answers for the
+/// calling thread, and once a thread has pinned itself (and its children
+/// inherited that mask) it would say 1, and every later `pin` would pick
+/// CPU 0.
+static CPUS: AtomicUsize = AtomicUsize::new(0);
+
+/// CPUs this process may run on (sched_getaffinity at the first call), at least 1.
 pub fn cpu_count() -> usize {
-    sys::sched_getaffinity(0).map_or(1, |mask| (mask.count_ones() as usize).max(1))
+    match CPUS.load(Ordering::Relaxed) {
+        0 => {
+            let n = sys::sched_getaffinity(0).map_or(1, |mask| (mask.count_ones() as usize).max(1));
+            CPUS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 /// The thread count a benchmark runs with: argv[`arg`] if it is a number,
