@@ -81,6 +81,9 @@ pub struct MmStats {
     pub skipped_lazy: AtomicU64,
     /// Page-table pages freed by munmap and brk (teardown not counted).
     pub tables_freed: AtomicU64,
+    /// Pages mapped ahead of a sequential run by fault-around
+    /// (`fault_around.rs`), beyond the faulting pages counted in `faults`.
+    pub fault_around_pages: AtomicU64,
 }
 
 impl MmStats {
@@ -99,10 +102,11 @@ impl MmStats {
             ipis: AtomicU64::new(0),
             skipped_lazy: AtomicU64::new(0),
             tables_freed: AtomicU64::new(0),
+            fault_around_pages: AtomicU64::new(0),
         }
     }
 
-    fn counters(&self) -> [&AtomicU64; 13] {
+    fn counters(&self) -> [&AtomicU64; 14] {
         [
             &self.faults,
             &self.vma_lock_success,
@@ -117,6 +121,7 @@ impl MmStats {
             &self.ipis,
             &self.skipped_lazy,
             &self.tables_freed,
+            &self.fault_around_pages,
         ]
     }
 
@@ -143,7 +148,7 @@ impl core::fmt::Display for MmStats {
             f,
             "{faults} faults, {success} under the VMA lock ({percent:.1}%), {} under the mmap lock ({} forced); \
              VMA-lock lookups: {} write-locked, {} detached, {} retries, {} misses; {} VMAs write-locked, \
-             {} shootdowns, {} IPIs, {} lazy CPUs skipped, {} page tables freed",
+             {} shootdowns, {} IPIs, {} lazy CPUs skipped, {} page tables freed; {} pages mapped by fault-around",
             get(&self.mmap_lock_faults),
             get(&self.mmap_lock_forced),
             get(&self.vma_lock_abort_locked),
@@ -155,6 +160,7 @@ impl core::fmt::Display for MmStats {
             get(&self.ipis),
             get(&self.skipped_lazy),
             get(&self.tables_freed),
+            get(&self.fault_around_pages),
         )
     }
 }
@@ -216,6 +222,17 @@ impl AddressSpace {
     }
 
     /// The entry of `addr`, as long as `held` keeps its VMA (and so its table).
+    /// `pte` for `count` consecutive pages in one leaf table (`user_ptes`).
+    pub(super) fn ptes<'held>(
+        &self,
+        addr: u64,
+        count: usize,
+        create: bool,
+        held: &'held impl VmaLockHeld,
+    ) -> Option<&'held [AtomicU64]> {
+        self.page_table.user_ptes(Page::containing_address(VirtAddr::new(addr)), count, create, held).ok()
+    }
+
     pub(super) fn pte<'held>(
         &self,
         addr: u64,

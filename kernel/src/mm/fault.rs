@@ -28,6 +28,7 @@ use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
 use super::addrspace::{Access, AddressSpace, Backing, FaultError, PAGE};
+use super::fault_around;
 use super::fault_probe::{self as probe, Phase};
 use super::frame::Frame;
 use super::layout::USER_END;
@@ -229,7 +230,7 @@ impl AddressSpace {
             probe::mark(Phase::Enter);
             if let Ok(vma) = self.lock_vma_under_rcu(addr) {
                 self.stats.vma_lock_success.fetch_add(1, Ordering::Relaxed);
-                return self.handle_fault(&vma, addr, access, &vma);
+                return self.resolve(&vma, addr, access, &vma, true);
             }
         } else {
             self.stats.mmap_lock_forced.fetch_add(1, Ordering::Relaxed);
@@ -237,13 +238,15 @@ impl AddressSpace {
         self.stats.mmap_lock_faults.fetch_add(1, Ordering::Relaxed);
         let map = self.read_lock();
         match map.find(addr) {
-            Some(vma) => self.handle_fault(vma, addr, access, &map),
+            Some(vma) => self.resolve(vma, addr, access, &map, true),
             None => Err(FaultError::NoMapping),
         }
     }
 
     /// Resolves a fault at `addr` in `vma` (which contains it) for `access`,
     /// holding a lock that keeps `vma` as it is (`held`).
+    /// Without fault-around: for callers that bring in every page they
+    /// want themselves (MAP_POPULATE, mlock, the loader).
     pub fn handle_fault(
         &self,
         vma: &Vma,
@@ -251,11 +254,26 @@ impl AddressSpace {
         access: Access,
         held: &impl VmaLockHeld,
     ) -> Result<(), FaultError> {
+        self.resolve(vma, addr, access, held, false)
+    }
+
+    /// `handle_fault`, with fault-around if `around` (a real fault) and the
+    /// fault continues a sequential run (`fault_around.rs`).
+    fn resolve(
+        &self,
+        vma: &Vma,
+        addr: u64,
+        access: Access,
+        held: &impl VmaLockHeld,
+        around: bool,
+    ) -> Result<(), FaultError> {
         if !vma.allows(access) {
             return Err(FaultError::AccessDenied);
         }
         let page = addr & !(PAGE - 1);
-        let pte = self.pte(page, true, held).ok_or(FaultError::OutOfMemory)?;
+        let window = if around { fault_around::window(vma, page) } else { 1 };
+        let ptes = self.ptes(page, window, true, held).ok_or(FaultError::OutOfMemory)?;
+        let pte = &ptes[0];
         probe::mark(Phase::Walk);
         let flags = vma.prot.pte_flags().bits();
         loop {
@@ -282,6 +300,11 @@ impl AddressSpace {
                     probe::mark(Phase::Install);
                     if let Some(frame) = owned {
                         let _ = frame.into_raw();
+                    }
+                    if window > 1 {
+                        self.fault_around(vma, page, &ptes[1..], flags);
+                    } else if around {
+                        Self::note_fault(vma, page);
                     }
                     return Ok(());
                 }

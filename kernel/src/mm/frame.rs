@@ -55,7 +55,10 @@ pub const CACHE_BATCH: usize = 32;
 pub const ZERO_POOL_CAPACITY: usize = 256;
 /// Idle CPUs fill zero pools only while the bitmap has more free frames than
 /// this, so that the pools never eat into memory the system needs.
-const ZERO_POOL_MIN_FREE: usize = 2 * USER_RESERVE;
+const ZERO_POOL_MIN_FREE: usize = SPARE_RESERVE;
+/// Frames that stay free whatever speculative work (zero pools, fault-around)
+/// wants: it stops before memory gets this low.
+const SPARE_RESERVE: usize = 2 * USER_RESERVE;
 /// Frames an idle CPU zeroes before it looks at its other work again.
 const ZERO_POOL_FILL_BATCH: usize = 16;
 /// A CPU whose pool falls to this many frames wakes an idle CPU to refill it.
@@ -462,6 +465,14 @@ impl Frame {
     /// flag says whether it is known to be zero (else the caller zeroes it).
     pub fn alloc_for_user_maybe_zeroed() -> Result<(Frame, bool), FrameError> {
         Self::take(USER_RESERVE, true)
+    }
+
+    /// `alloc_for_user_maybe_zeroed` for a page nobody asked for yet (fault-
+    /// around): refused while memory is not plentiful (fewer than twice
+    /// `USER_RESERVE` frames free), so that mapping ahead never takes memory
+    /// a program's own faults need.
+    pub fn alloc_spare_for_user_maybe_zeroed() -> Result<(Frame, bool), FrameError> {
+        Self::take(SPARE_RESERVE, true)
     }
 
     /// `alloc_for_user`, zeroed.

@@ -4,7 +4,8 @@ use super::addrspace::AddressSpace;
 use super::fault::{lock_mode, LockMode};
 use super::pages::PAGE;
 use super::tlb::TlbGather;
-use super::vma::{Access, Advice, Backing, MapError, Prot};
+use super::vma::{Access, Advice, Backing, MapError, Prot, MAX_MAP_COUNT};
+use alloc::vec::Vec;
 
 impl AddressSpace {
     /// madvise on the page-aligned, non-empty range [start, end), with Linux's
@@ -14,6 +15,9 @@ impl AddressSpace {
         match advice {
             Advice::PopulateRead => return self.populate(start, end, Access::Read),
             Advice::PopulateWrite => return self.populate(start, end, Access::Write),
+            Advice::NoHugePage | Advice::HugePage | Advice::Random | Advice::Normal => {
+                return self.set_hints(start, end, advice)
+            }
             _ => {}
         }
         // Dropping pages needs only a read lock: a concurrent fault on a
@@ -67,6 +71,48 @@ impl AddressSpace {
             result = Err(MapError::NoMemory);
         }
         gather.finish(self, &map);
+        result
+    }
+}
+
+impl AddressSpace {
+    /// The fault-around hints (`fault_around.rs`) on [start, end), as VMA
+    /// flags, the way Linux sets VM_NOHUGEPAGE and VM_RAND_READ: VMAs are
+    /// split at the range's ends, take the hint, and merge again with alike
+    /// neighbours. A hole fails the call with NoMemory once the rest is done;
+    /// a split beyond the VMA limit fails it at once.
+    fn set_hints(&self, start: u64, end: u64, advice: Advice) -> Result<(), MapError> {
+        let mut map = self.write_lock();
+        // Split only where the hint changes something (as Linux's
+        // vma_modify), and not past the VMA limit.
+        let splits: Vec<u64> = [start, end]
+            .into_iter()
+            .filter(|&at| {
+                map.find(at).is_some_and(|vma| vma.start < at && vma.around.hints_after(advice) != vma.around.hints())
+            })
+            .collect();
+        if map.len() + splits.len() > MAX_MAP_COUNT {
+            return Err(MapError::NoMemory);
+        }
+        for at in splits {
+            map.split_at(at);
+        }
+        let starts: Vec<u64> = map.range(start, end).map(|vma| vma.start).collect();
+        let mut result = Ok(());
+        let mut cursor = start;
+        for at in starts {
+            if at > cursor {
+                result = Err(MapError::NoMemory);
+            }
+            cursor = map.set_hints(at, advice).expect("a VMA starts there");
+        }
+        if cursor < end {
+            result = Err(MapError::NoMemory);
+        }
+        let touched: Vec<u64> = map.range(start, end + 1).map(|vma| vma.start).collect();
+        for boundary in touched.into_iter().chain([start, end]) {
+            map.merge_at(boundary);
+        }
         result
     }
 }

@@ -5,6 +5,7 @@ pub mod addrspace;
 mod brk;
 pub mod demand;
 pub mod fault;
+mod fault_around;
 pub mod fault_probe;
 pub mod frame;
 pub mod heap;

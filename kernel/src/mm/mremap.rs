@@ -152,6 +152,7 @@ impl AddressSpace {
             return Err(MapError::NoMemory);
         }
         let moved_vma = map.new_vma(new, new + new_len, vma.prot, vma.backing_from(old));
+        moved_vma.around.inherit(&vma.around);
         // old_len 0 (shared memory mapped again) leaves the old range alone.
         let unmap_old = !dont_unmap && old_len > 0;
         if unmap_old {

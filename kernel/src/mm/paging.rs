@@ -172,6 +172,18 @@ impl PageTable {
         stop_level: u8,
         for_user: bool,
     ) -> Result<&'static AtomicU64, WalkError> {
+        self.walk_to_table(addr, create, stop_level, for_user).map(|table| &table[index(addr, stop_level)])
+    }
+
+    /// `walk`, returning the whole table at `stop_level` that holds `addr`'s
+    /// entry.
+    fn walk_to_table(
+        &self,
+        addr: VirtAddr,
+        create: Option<PageTableFlags>,
+        stop_level: u8,
+        for_user: bool,
+    ) -> Result<&'static [AtomicU64; ENTRIES], WalkError> {
         let mut table = self.root.start_address();
         for level in (stop_level + 1..=4).rev() {
             let entry = &entries(table)[index(addr, level)];
@@ -205,7 +217,7 @@ impl PageTable {
             }
             table = PhysAddr::new(value & ADDR_MASK);
         }
-        Ok(&entries(table)[index(addr, stop_level)])
+        Ok(entries(table))
     }
 
     fn leaf(&self, page: Page<Size4KiB>) -> Result<&'static AtomicU64, UnmapError> {
@@ -269,6 +281,27 @@ impl PageTable {
             WalkError::Missing => MapError::AlreadyMapped,
             other => MapError::from(other),
         })
+    }
+
+    /// `user_pte` for `count` consecutive pages from `page`, which must all
+    /// lie in one leaf table (one 2 MiB-aligned block): their entries in
+    /// order, bound to `held` in the same way.
+    pub(crate) fn user_ptes<'held>(
+        &self,
+        page: Page<Size4KiB>,
+        count: usize,
+        create: bool,
+        _held: &'held impl VmaLockHeld,
+    ) -> Result<&'held [AtomicU64], MapError> {
+        let addr = page.start_address();
+        let first = index(addr, 1);
+        assert!(count >= 1 && first + count <= ENTRIES, "{count} pages from {addr:?} cross a leaf table");
+        let flags = create.then(|| intermediate_flags(PageTableFlags::USER_ACCESSIBLE));
+        match self.walk_to_table(addr, flags, 1, true) {
+            Ok(table) => Ok(&table[first..first + count]),
+            Err(WalkError::Missing) => Err(MapError::AlreadyMapped),
+            Err(other) => Err(MapError::from(other)),
+        }
     }
 
     /// Calls `f(addr, entry)` for every non-empty leaf entry of user pages in

@@ -72,12 +72,13 @@ fn sum(live: &[&AddressSpace], field: impl Fn(&MmStats) -> &AtomicU64) -> u64 {
 /// counters have Linux's names and meanings (the latter are Linux's
 /// CONFIG_PER_VMA_LOCK_STATS events); `tlb_shootdowns`, `tlb_ipis`,
 /// `tlb_skipped_lazy`, `tlb_lazy_catchups`, `rcu_grace_periods`,
-/// `pgtables_allocated` (user page tables, since boot) and `pgtables_freed`
-/// (by munmap and brk) are ours. `live` must hold every address space still
+/// `pgtables_allocated` (user page tables, since boot), `pgtables_freed`
+/// (by munmap and brk) and `pgfault_around` (pages mapped ahead by
+/// fault-around, `fault_around.rs`) are ours. `live` must hold every address space still
 /// alive, each once.
 pub fn vmstat(live: &[&AddressSpace]) -> String {
     let tlb = &crate::arch::tlb::STATS;
-    let rows: [(&str, u64); 12] = [
+    let rows: [(&str, u64); 13] = [
         ("pgfault", sum(live, |s| &s.faults)),
         ("vma_lock_success", sum(live, |s| &s.vma_lock_success)),
         ("vma_lock_abort", sum(live, |s| &s.vma_lock_abort_locked) + sum(live, |s| &s.vma_lock_abort_detached)),
@@ -90,6 +91,7 @@ pub fn vmstat(live: &[&AddressSpace]) -> String {
         ("rcu_grace_periods", crate::sync::rcu::stats().grace_periods),
         ("pgtables_allocated", super::paging::user_tables_allocated() as u64),
         ("pgtables_freed", sum(live, |s| &s.tables_freed)),
+        ("pgfault_around", sum(live, |s| &s.fault_around_pages)),
     ];
     let mut out = String::new();
     for (name, value) in rows {

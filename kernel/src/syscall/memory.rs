@@ -164,7 +164,12 @@ pub fn mremap(addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) 
     Ok(current_process().mm.mremap(&request)?)
 }
 
+const MADV_NORMAL: u64 = 0;
+const MADV_RANDOM: u64 = 1;
+const MADV_SEQUENTIAL: u64 = 2;
 const MADV_DONTNEED: u64 = 4;
+const MADV_HUGEPAGE: u64 = 14;
+const MADV_NOHUGEPAGE: u64 = 15;
 const MADV_FREE: u64 = 8;
 const MADV_REMOVE: u64 = 9;
 const MADV_WIPEONFORK: u64 = 18;
@@ -181,7 +186,11 @@ fn advice(number: u64) -> Option<Advice> {
         MADV_WIPEONFORK => Advice::WipeOnFork,
         MADV_POPULATE_READ => Advice::PopulateRead,
         MADV_POPULATE_WRITE => Advice::PopulateWrite,
-        0..=3 | 10..=17 | 19..=21 | 25 | 100 | 101 => Advice::Hint,
+        MADV_NORMAL | MADV_SEQUENTIAL => Advice::Normal,
+        MADV_RANDOM => Advice::Random,
+        MADV_HUGEPAGE => Advice::HugePage,
+        MADV_NOHUGEPAGE => Advice::NoHugePage,
+        3 | 10..=13 | 16 | 17 | 19..=21 | 25 | 100 | 101 => Advice::Hint,
         _ => return None,
     })
 }

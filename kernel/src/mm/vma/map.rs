@@ -6,7 +6,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::{Backing, MmapWriteGuard, Prot, Vma, MMAP_MIN};
+use super::{Advice, Backing, MmapWriteGuard, Prot, Vma, MMAP_MIN};
 
 /// The VMAs, as a persistent B-tree whose versions RCU readers search.
 pub type VmaTree = vmatree::Tree<Arc<Vma>>;
@@ -117,7 +117,7 @@ impl VmaMap {
 impl MmapWriteGuard<'_> {
     /// A new VMA, write-locked until this guard is dropped.
     pub(in crate::mm) fn new_vma(&self, start: u64, end: u64, prot: Prot, backing: Backing) -> Arc<Vma> {
-        Arc::new(Vma { start, end, prot, backing, lock: self.new_lock() })
+        Arc::new(Vma { start, end, prot, backing, lock: self.new_lock(), around: Default::default() })
     }
 
     /// Takes the VMA starting at `start` out of the tree: write-locked, then
@@ -170,6 +170,7 @@ impl MmapWriteGuard<'_> {
         let Some(old) = self.take(start) else { return };
         debug_assert!(old.end <= end && !self.overlaps(old.end, end));
         let grown = self.new_vma(old.start, end, old.prot, old.backing.clone());
+        grown.around.inherit(&old.around);
         self.insert(grown);
     }
 
@@ -186,6 +187,21 @@ impl MmapWriteGuard<'_> {
         Some((old.end, true))
     }
 
+    /// Applies the fault-around hint `advice` to the VMA starting at `start`
+    /// (as a new VMA, if its hints change); returns its end.
+    pub(in crate::mm) fn set_hints(&mut self, start: u64, advice: Advice) -> Option<u64> {
+        let old = self.tree.get(start)?.clone();
+        let hints = old.around.hints_after(advice);
+        if hints == old.around.hints() {
+            return Some(old.end);
+        }
+        let old = self.take(start).expect("found just now");
+        let new = Arc::new(old.piece(old.start, old.end, old.prot, self.new_lock()));
+        new.around.set_hints(hints);
+        self.put(new);
+        Some(old.end)
+    }
+
     /// Merges the VMAs that meet at `addr` if they are alike: both neighbours
     /// are write-locked and replaced by one new VMA.
     pub(in crate::mm) fn merge_at(&mut self, addr: u64) {
@@ -197,6 +213,7 @@ impl MmapWriteGuard<'_> {
         let prev = self.take(prev.start).expect("found just now");
         let next = self.take(addr).expect("found just now");
         let merged = self.new_vma(prev.start, next.end, prev.prot, prev.backing.clone());
+        merged.around.inherit(&prev.around);
         self.put(merged);
     }
 }

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `Vma::{start, end, prot, backing}` | nothing: immutable while the VMA is reachable. A change makes new VMAs and detaches the old one (write-locked first) |
 //! | `Vma::lock` (`VmaLock`) | its own atomics: see `lock.rs` for the protocol |
+//! | `Vma::around` (`FaultAround`) | hint bits: immutable while reachable, as `prot` (madvise makes new VMAs under the mmap write lock); the run: relaxed atomics any fault on the VMA updates (`fault_around.rs`) |
 //! | `VmaMap::tree`, `brk`, `brk_start`, `mmap_top` | the `mmap_lock`: read for lookups, write (an `MmapWriteGuard`) for changes |
 //! | the published tree (`AddressSpace::published`) | RCU: readers search it under `rcu::read_lock`; the write guard publishes a new version when it is dropped |
 //! | `SharedMemory::pages` | its own spinlock (faults under a read lock add pages) |
@@ -26,6 +27,7 @@ use alloc::vec::Vec;
 
 use x86_64::structures::paging::{PageTableFlags, PhysFrame};
 
+use super::fault_around::FaultAround;
 use super::frame::Frame;
 use super::pages::PAGE;
 use super::tlb::TlbGather;
@@ -145,13 +147,17 @@ pub struct Vma {
     pub backing: Backing,
     /// The per-VMA lock and its sequence number (`lock.rs`).
     pub(in crate::mm) lock: VmaLock,
+    /// Fault-around hints and the current sequential run (`fault_around.rs`).
+    pub(in crate::mm) around: FaultAround,
 }
 
 impl Vma {
     /// The same mapping over [start, end) (inside this one), with `prot`.
     pub(super) fn piece(&self, start: u64, end: u64, prot: Prot, lock: VmaLock) -> Vma {
         debug_assert!(self.start <= start && start < end && end <= self.end);
-        Vma { start, end, prot, backing: self.backing_from(start), lock }
+        let around = FaultAround::new();
+        around.inherit(&self.around);
+        Vma { start, end, prot, backing: self.backing_from(start), lock, around }
     }
 
     /// What backs this VMA from `addr` (inside it) on: private memory, or
@@ -169,6 +175,7 @@ impl Vma {
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
+            && self.around.hints() == next.around.hints()
             && match (&self.backing, &next.backing) {
                 (Backing::Private, Backing::Private) => true,
                 (Backing::Shared { memory: a, first_page: fa }, Backing::Shared { memory: b, first_page: fb }) => {
@@ -245,6 +252,13 @@ pub enum Advice {
     WipeOnFork,
     PopulateRead,
     PopulateWrite,
+    /// MADV_NOHUGEPAGE and MADV_HUGEPAGE: fault-around off and on again
+    /// (`fault_around.rs`; we have no huge pages).
+    NoHugePage,
+    HugePage,
+    /// MADV_RANDOM: fault-around off; MADV_NORMAL and MADV_SEQUENTIAL: on again.
+    Random,
+    Normal,
     Hint,
 }
 

@@ -189,7 +189,7 @@ fn pid_maps_path(pid: u32, buf: &mut [u8; 32]) -> &[u8] {
 
 /// The counters `tests/programs.rs` checks on our kernel (Linux has only
 /// pgfault, and the vma_lock_* ones with CONFIG_PER_VMA_LOCK_STATS).
-const COUNTERS: [&[u8]; 10] = [
+const COUNTERS: [&[u8]; 11] = [
     b"pgfault",
     b"vma_lock_success",
     b"vma_lock_abort",
@@ -200,6 +200,7 @@ const COUNTERS: [&[u8]; 10] = [
     b"rcu_grace_periods",
     b"pgtables_allocated",
     b"pgtables_freed",
+    b"pgfault_around",
 ];
 
 static SPINNER_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -215,12 +216,24 @@ fn vmstat_deltas(buf: &mut [u8], q: usize, touched: usize) {
     for (b, name) in before.iter_mut().zip(COUNTERS) {
         *b = vmstat_value(text, name);
     }
-    // Faults: 64 fresh pages.
+    // Faults: 64 fresh pages, one fault each (MADV_NOHUGEPAGE: no
+    // fault-around on our kernel, no large folios on Linux).
     let fresh = sys::mmap_anon(touched * PAGE, PROT_READ | PROT_WRITE).expect("mmap") as usize;
+    // SAFETY: a hint on our fresh mapping.
+    unsafe { sys::madvise(fresh as *mut u8, touched * PAGE, MADV_NOHUGEPAGE) }.expect("madvise");
     for i in 0..touched {
         // SAFETY: the page is in our fresh read-write mapping.
         unsafe { core::ptr::write_volatile((fresh + i * PAGE) as *mut u8, 1) };
     }
+    // Fault-around: 64 more written in order, with no hint, take a fault
+    // per 64 KiB block once the run has begun; the rest are mapped ahead.
+    let run = sys::mmap_anon(touched * PAGE, PROT_READ | PROT_WRITE).expect("mmap") as usize;
+    for i in 0..touched {
+        // SAFETY: the page is in our fresh read-write mapping.
+        unsafe { core::ptr::write_volatile((run + i * PAGE) as *mut u8, 1) };
+    }
+    // SAFETY: nothing uses the mapping.
+    unsafe { sys::munmap(run as *mut u8, touched * PAGE) }.expect("munmap");
     // Page tables: one page in each 2 MiB of a fresh 8 MiB mapping needs
     // page tables of its own; unmapping it all frees them.
     let big = 8 << 20;
@@ -392,6 +405,9 @@ fn main() -> i32 {
     t.check("/proc/vmstat has pgfault", before.is_some());
     let touched = 64;
     let q = sys::mmap_anon(touched * PAGE, PROT_READ | PROT_WRITE).expect("mmap") as usize;
+    // One fault per page on both kernels: no fault-around, no large folios.
+    // SAFETY: a hint on our fresh mapping.
+    unsafe { sys::madvise(q as *mut u8, touched * PAGE, MADV_NOHUGEPAGE) }.expect("madvise");
     for i in 0..touched {
         // SAFETY: the page is in our fresh read-write mapping.
         unsafe { core::ptr::write_volatile((q + i * PAGE) as *mut u8, 1) };
