@@ -11,11 +11,18 @@ KERNEL_LOG ?= warn
 # address space's mmap lock, as Linux before 6.4), to compare the two designs.
 LOCK ?= vma
 KERNEL_LOCK ?= $(LOCK)
+# Work the kernel does ahead of faults, each on (the default) or off: idle
+# CPUs zeroing free frames (ZERO_POOL), and mapping the rest of a 64 KiB block
+# on a sequential run of anonymous faults (FAULT_AROUND).
+ZERO_POOL ?= on
+KERNEL_ZERO_POOL ?= $(ZERO_POOL)
+FAULT_AROUND ?= on
+KERNEL_FAULT_AROUND ?= $(FAULT_AROUND)
 # The program to run as /init (default: our demo), and its arguments
 # (words, each becomes one of argv[1..]).
 INIT ?= user/out/demo
 ARGS ?=
-export SMP MEM BOOT_TIMEOUT KERNEL_LOG KERNEL_LOCK
+export SMP MEM BOOT_TIMEOUT KERNEL_LOG KERNEL_LOCK KERNEL_ZERO_POOL KERNEL_FAULT_AROUND
 
 HOST   := x86_64-unknown-linux-gnu
 KARCH  := x86_64-unknown-none

@@ -9,6 +9,7 @@
 #   N     boots per kernel (default 2), alternating Linux, ours, Linux, ours...
 #   SMP   CPUs of both (default 2)
 #   PEER  the linux-peer script (default ../shared/linux-peer)
+#   OURS_ARGS  more boot options for our kernel, e.g. "--zero-pool off"
 #
 # Rates are pages faulted per million TSC ticks: the median of every timed run
 # of every boot (fault_bench makes 3 per boot), with min-max. Latency rows are
@@ -45,7 +46,8 @@ for i in $(seq 1 "$N"); do
 	st=$?
 	[ $st = 0 ] || { echo "bench-compare: Linux boot $i: status $st (see $OUT/linux.$i.log)" >&2; fail=1; }
 	echo "bench-compare: boot $i of $N: ours" >&2
-	"$BOOT" --smp "$SMP" --init "$PROG" "$KERNEL" >"$OUT/ours.$i.log" 2>&1
+	# shellcheck disable=SC2086 # OURS_ARGS is a list of words
+	"$BOOT" --smp "$SMP" ${OURS_ARGS:-} --init "$PROG" "$KERNEL" >"$OUT/ours.$i.log" 2>&1
 	st=$?
 	[ $st = 0 ] || { echo "bench-compare: our boot $i: status $st (see $OUT/ours.$i.log)" >&2; fail=1; }
 done
@@ -77,7 +79,7 @@ figures "$OUT"/ours.*.log >"$OUT/ours.figures"
 printf '\nfault_bench, %s boot(s) per kernel, SMP=%s, %s (rates: pages/Mtick, median of runs (min-max); latency: TSC cycles)\n\n' \
 	"$N" "$SMP" "$(date -u +%Y-%m-%d)"
 printf '| case | Linux 6.12 | ours | ratio |\n|---|---|---|---|\n'
-for key in map_touch_unmap touch_dontneed map_128m two_threads latency_min latency_median latency_p99; do
+for key in map_touch_unmap map_touch_unmap_4k touch_dontneed map_128m two_threads latency_min latency_median latency_p99; do
 	read -r lm ll lh <<<"$(summary "$key" "$OUT/linux.figures")"
 	read -r om ol oh <<<"$(summary "$key" "$OUT/ours.figures")"
 	awk -v k="$key" -v lm="$lm" -v ll="$ll" -v lh="$lh" -v om="$om" -v ol="$ol" -v oh="$oh" 'BEGIN {

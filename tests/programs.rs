@@ -188,4 +188,10 @@ fn proc_vmstat_counters_move_with_the_work_that_counts_them() {
         at_least("pgtables_freed", 4);
         at_least("rcu_grace_periods", 1);
     }
+    // Switched off at boot, fault-around maps nothing ahead.
+    let run = run_program(&user_program("proc_read"), 2, &["--fault-around", "off"]);
+    let problems = problems_with("proc_read", &run);
+    assert!(problems.is_empty(), "proc_read with --fault-around off: {}", problems.join("; "));
+    let around = run.stdout.lines().find_map(|l| l.trim_end().strip_prefix("info: vmstat: pgfault_around +"));
+    assert_eq!(around, Some("0"), "--fault-around off:\n{}", run.stdout);
 }

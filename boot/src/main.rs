@@ -65,6 +65,13 @@ options:
   --lock MODE      with --init: how page faults lock: vma (per-VMA locks, the
                    default) or mmap (always the address space's mmap lock)
                    (default: $KERNEL_LOCK, else vma)
+  --zero-pool on|off
+                   with --init: whether idle CPUs zero free frames ahead for
+                   faults (default: $KERNEL_ZERO_POOL, else on)
+  --fault-around on|off
+                   with --init: whether a sequential run of anonymous faults
+                   maps the rest of its 64 KiB block (default:
+                   $KERNEL_FAULT_AROUND, else on)
   --timeout SECS   kill QEMU after SECS seconds, 0 for never
                    (default: $BOOT_TIMEOUT or 300)
   --image FILE     where to write the disk image (default: a temporary file)
@@ -85,6 +92,9 @@ struct Options {
     init_args: Vec<String>,
     log: Option<String>,
     lock: Option<String>,
+    /// `--zero-pool` and `--fault-around`: "on" or "off", if given.
+    zero_pool: Option<String>,
+    fault_around: Option<String>,
     profile: bool,
     timeout: Option<Duration>,
     image: Option<PathBuf>,
@@ -156,6 +166,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     let mut init_args: Vec<String> = Vec::new();
     let mut log = env("KERNEL_LOG");
     let mut lock = env("KERNEL_LOCK");
+    let mut zero_pool = env("KERNEL_ZERO_POOL");
+    let mut fault_around = env("KERNEL_FAULT_AROUND");
     let mut profile = false;
     let mut image = None;
     let mut image_only = false;
@@ -188,6 +200,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
             "--arg" => init_args.push(value("--arg")?.to_string_lossy().into_owned()),
             "--log" => log = Some(value("--log")?.to_string_lossy().into_owned()),
             "--lock" => lock = Some(value("--lock")?.to_string_lossy().into_owned()),
+            "--zero-pool" => zero_pool = Some(value("--zero-pool")?.to_string_lossy().into_owned()),
+            "--fault-around" => fault_around = Some(value("--fault-around")?.to_string_lossy().into_owned()),
             "--profile" => profile = true,
             "--image" => image = Some(PathBuf::from(value("--image")?)),
             "--qemu" => qemu = value("--qemu")?,
@@ -222,6 +236,13 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
     if let Some(mode) = &lock {
         if !["vma", "mmap"].contains(&mode.as_str()) {
             return Err(BootError::Usage(format!("--lock wants vma or mmap, not '{mode}'")));
+        }
+    }
+    for (option, setting) in [("--zero-pool", &zero_pool), ("--fault-around", &fault_around)] {
+        if let Some(setting) = setting {
+            if !["on", "off"].contains(&setting.as_str()) {
+                return Err(BootError::Usage(format!("{option} wants on or off, not '{setting}'")));
+            }
         }
     }
     if profile && init.is_none() {
@@ -259,6 +280,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, BootError> {
         init_args,
         log,
         lock,
+        zero_pool,
+        fault_around,
         profile,
         timeout,
         image,
@@ -319,6 +342,12 @@ fn run(options: &Options) -> Result<u8, BootError> {
             }
             if let Some(mode) = &options.lock {
                 files.push(("kernel.lock", 0o100644, mode.as_bytes()));
+            }
+            if let Some(setting) = &options.zero_pool {
+                files.push(("kernel.zeropool", 0o100644, setting.as_bytes()));
+            }
+            if let Some(setting) = &options.fault_around {
+                files.push(("kernel.faultaround", 0o100644, setting.as_bytes()));
             }
             if options.profile {
                 files.push(("kernel.profile", 0o100644, b"1"));
@@ -592,6 +621,10 @@ mod tests {
         let o = parse(&["--init", "p", "--lock", "mmap", "k"]).unwrap().unwrap();
         assert_eq!(o.lock.as_deref(), Some("mmap"));
         assert!(matches!(parse(&["--init", "p", "--lock=rcu", "k"]), Err(BootError::Usage(_))), "vma or mmap only");
+        let o = parse(&["--init", "p", "--zero-pool", "off", "--fault-around=on", "k"]).unwrap().unwrap();
+        assert_eq!((o.zero_pool.as_deref(), o.fault_around.as_deref()), (Some("off"), Some("on")));
+        assert!(matches!(parse(&["--init", "p", "--zero-pool", "no", "k"]), Err(BootError::Usage(_))), "on or off");
+        assert!(matches!(parse(&["--init", "p", "--fault-around", "k"]), Err(BootError::Usage(_))), "a value");
         assert!(parse(&["--init", "p", "--profile", "k"]).unwrap().unwrap().profile);
         assert!(matches!(parse(&["--profile", "k"]), Err(BootError::Usage(_))), "--profile without --init");
     }

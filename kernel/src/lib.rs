@@ -50,6 +50,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     if let Some(ramdisk) = mm::ramdisk() {
         console::set_level_from_ramdisk(ramdisk);
         mm::fault::set_lock_mode_from_ramdisk(ramdisk);
+        mm::set_switches_from_ramdisk(ramdisk);
         testing::read_filter(ramdisk);
     }
     arch::init_smp(rsdp);

@@ -26,12 +26,20 @@
 //! The pages it maps are counted apart from faults (`MmStats::fault_around_pages`,
 //! `pgfault_around` in `/proc/vmstat`): `pgfault` counts exceptions taken.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use super::addrspace::AddressSpace;
 use super::frame::Frame;
 use super::pages::PAGE;
 use super::vma::{Advice, Backing, Vma};
+
+/// Whether fault-around is on (`boot --fault-around`; on by default).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns fault-around on or off for every VMA.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
 
 /// Pages per fault-around block (64 KiB), the faulting page included.
 pub const BLOCK_PAGES: u64 = 16;
@@ -110,6 +118,7 @@ pub fn window(vma: &Vma, page: u64) -> usize {
     let number = page / PAGE;
     if !matches!(vma.backing, Backing::Private)
         || !vma.around.allowed()
+        || !ENABLED.load(Ordering::Relaxed)
         || vma.around.next.load(Ordering::Relaxed) != number
     {
         return 1;
@@ -210,6 +219,19 @@ mod tests {
         assert_eq!(present(&mm, 64), (0..32).collect::<Vec<_>>(), "the next block, whole");
         assert_eq!(around(&mm), 29);
         assert_eq!(mm.stats.faults.load(Ordering::Relaxed), 3, "three exceptions");
+    }
+
+    #[test_case]
+    fn switched_off_it_maps_one_page_per_fault() {
+        let mm = space(32, false);
+        set_enabled(false);
+        for page in 0..4 {
+            fault(&mm, page);
+        }
+        set_enabled(true);
+        assert_eq!(present(&mm, 32), [0, 1, 2, 3]);
+        fault(&mm, 4);
+        assert_eq!(present(&mm, 32), (0..16).collect::<Vec<_>>(), "on again, the run goes on");
     }
 
     #[test_case]

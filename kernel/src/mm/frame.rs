@@ -360,6 +360,15 @@ fn kick_filler() {
     }
 }
 
+/// Whether idle CPUs fill zero pools (`boot --zero-pool`; on by default).
+static ZERO_POOL_ON: AtomicBool = AtomicBool::new(true);
+
+/// Turns the zero pools' filling on or off (frames already pooled stay
+/// usable: they are zero and free).
+pub fn set_zero_pool(on: bool) {
+    ZERO_POOL_ON.store(on, Ordering::Relaxed);
+}
+
 /// Whether a CPU asked for its pool to be refilled since the last
 /// `fill_zero_pools` began (an idle CPU checks this, interrupts off, before
 /// it halts, so that a wake-up that came in while it filled is not lost).
@@ -374,6 +383,9 @@ pub fn fill_wanted() -> bool {
 /// batches). Returns whether it zeroed anything.
 pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
     FILL_KICKED.store(false, Ordering::Release);
+    if !ZERO_POOL_ON.load(Ordering::Relaxed) {
+        return false;
+    }
     let mut filled = false;
     let mut budget = ZERO_POOL_FILL_BATCH;
     // Other CPUs' pools first: this one is idle, those may be faulting.
@@ -751,6 +763,26 @@ mod tests {
         drop(kernel);
         drop(frames);
         assert_eq!(stats(), before);
+    }
+
+    #[test_case]
+    fn with_the_zero_pool_switched_off_idle_cpus_zero_nothing() {
+        // Room in this CPU's pool: take some of its frames.
+        while fill_zero_pools(|| false) {}
+        let taken: Vec<Frame> = (0..ZERO_POOL_CAPACITY).map(|_| Frame::alloc_zeroed().unwrap()).collect();
+        set_zero_pool(false);
+        let pooled_before = pooled();
+        let filled = fill_zero_pools(|| false);
+        // Other CPUs' idle loops call it too; none may add a frame either.
+        for _ in 0..1000 {
+            core::hint::spin_loop();
+        }
+        let pooled_after = pooled();
+        set_zero_pool(true);
+        assert!(!filled, "it zeroed frames while switched off");
+        assert!(pooled_after <= pooled_before, "pools grew from {pooled_before} to {pooled_after} while off");
+        assert!(fill_zero_pools(|| false), "on again, it fills");
+        drop(taken);
     }
 
     #[test_case]

@@ -56,6 +56,22 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
 }
 
+/// Applies `boot --zero-pool` and `--fault-around`: the ramdisk files
+/// `kernel.zeropool` and `kernel.faultaround`, each `on` or `off`.
+pub fn set_switches_from_ramdisk(ramdisk: &[u8]) {
+    type Switch = (&'static str, fn(bool));
+    let switches: [Switch; 2] =
+        [("kernel.zeropool", frame::set_zero_pool), ("kernel.faultaround", fault_around::set_enabled)];
+    for (file, set) in switches {
+        match crate::task::cpio::find(ramdisk, file).ok().flatten().map(|entry| entry.data.trim_ascii()) {
+            None => {}
+            Some(b"on") => set(true),
+            Some(b"off") => set(false),
+            Some(_) => log::warn!("{file} in the ramdisk says neither on nor off; keeping it on"),
+        }
+    }
+}
+
 /// The boot memory map, as the bootloader gave it.
 pub fn boot_memory_regions() -> &'static [MemoryRegion] {
     BOOT_REGIONS.get().copied().unwrap_or(&[])
