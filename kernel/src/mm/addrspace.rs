@@ -54,10 +54,8 @@ pub const STACK_GUARD_GAP: u64 = 1 << 20;
 /// Counters of fault outcomes and TLB work.
 #[derive(Debug, Default)]
 pub struct MmStats {
-    /// Faults on user addresses, resolved or refused (each once, however it
-    /// was locked; MAP_POPULATE and the loader's writes are not counted).
-    pub faults: AtomicU64,
-    /// Faults handled holding only their VMA's read lock.
+    /// Faults handled holding only their VMA's read lock. With
+    /// `mmap_lock_faults` it makes `faults()`: one counter per fault, not two.
     pub vma_lock_success: AtomicU64,
     /// The VMA-lock lookups of faults and of MADV_DONTNEED / MADV_FREE:
     /// those that found their VMA write-locked (then: the mmap lock).
@@ -89,7 +87,6 @@ pub struct MmStats {
 impl MmStats {
     pub const fn new() -> MmStats {
         MmStats {
-            faults: AtomicU64::new(0),
             vma_lock_success: AtomicU64::new(0),
             vma_lock_abort_locked: AtomicU64::new(0),
             vma_lock_abort_detached: AtomicU64::new(0),
@@ -106,9 +103,15 @@ impl MmStats {
         }
     }
 
-    fn counters(&self) -> [&AtomicU64; 14] {
+    /// Faults on user addresses, resolved or refused (each once, however it
+    /// was locked; MAP_POPULATE and the loader's writes are not counted):
+    /// each went through the VMA lock or the mmap lock.
+    pub fn faults(&self) -> u64 {
+        self.vma_lock_success.load(Ordering::Relaxed) + self.mmap_lock_faults.load(Ordering::Relaxed)
+    }
+
+    fn counters(&self) -> [&AtomicU64; 13] {
         [
-            &self.faults,
             &self.vma_lock_success,
             &self.vma_lock_abort_locked,
             &self.vma_lock_abort_detached,
@@ -141,7 +144,7 @@ pub static RETIRED_STATS: MmStats = MmStats::new();
 impl core::fmt::Display for MmStats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let faults = get(&self.faults);
+        let faults = self.faults();
         let success = get(&self.vma_lock_success);
         let percent = if faults == 0 { 0.0 } else { success as f64 * 100.0 / faults as f64 };
         write!(

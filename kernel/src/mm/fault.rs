@@ -37,7 +37,7 @@ use super::vma::{vma_start_read, ReadAbort, Vma, VmaLockHeld, VmaReadGuard};
 use crate::arch::extable;
 use crate::arch::traps::{FaultOutcome, PageFaultInfo, TrapFrame};
 use crate::sync::rcu;
-use crate::task::{self, signal, Signal};
+use crate::task::{self, signal, Process, Signal, Thread};
 
 /// How faults lock: the per-VMA path first (the default), or always the
 /// `mmap_lock` (`boot --lock mmap`), so both designs run on one kernel.
@@ -109,8 +109,17 @@ fn user_fault(info: &PageFaultInfo, frame: &mut TrapFrame) -> FaultOutcome {
     if !info.user && (!interrupts_were_on || !crate::arch::percpu::preemptible()) {
         return FaultOutcome::Unhandled;
     }
-    let Some(thread) = task::current_thread() else { return FaultOutcome::Unhandled };
-    let Some(process) = thread.process.as_ref() else { return FaultOutcome::Unhandled };
+    // The running thread, without taking a count of it (two atomic
+    // operations a fault need not pay).
+    task::with_current_thread(|thread| match thread.process.as_ref() {
+        Some(process) => process_fault(info, frame, thread, process),
+        None => FaultOutcome::Unhandled,
+    })
+    .unwrap_or(FaultOutcome::Unhandled)
+}
+
+/// `user_fault` for the running thread `thread` of `process`.
+fn process_fault(info: &PageFaultInfo, frame: &mut TrapFrame, thread: &Thread, process: &Process) -> FaultOutcome {
     let access = match (info.instruction_fetch, info.write) {
         (true, _) => Access::Execute,
         (false, true) => Access::Write,
@@ -225,7 +234,6 @@ impl AddressSpace {
     /// Resolves a fault at user address `addr` for `access`: under the VMA's
     /// read lock if it can be had, else under the `mmap_lock`.
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), FaultError> {
-        self.stats.faults.fetch_add(1, Ordering::Relaxed);
         if lock_mode() == LockMode::PerVma {
             probe::mark(Phase::Enter);
             if let Ok(vma) = self.lock_vma_under_rcu(addr) {

@@ -218,7 +218,7 @@ mod tests {
         fault(&mm, 16);
         assert_eq!(present(&mm, 64), (0..32).collect::<Vec<_>>(), "the next block, whole");
         assert_eq!(around(&mm), 29);
-        assert_eq!(mm.stats.faults.load(Ordering::Relaxed), 3, "three exceptions");
+        assert_eq!(mm.stats.faults(), 3, "three exceptions");
     }
 
     #[test_case]

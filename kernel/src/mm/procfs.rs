@@ -79,7 +79,7 @@ fn sum(live: &[&AddressSpace], field: impl Fn(&MmStats) -> &AtomicU64) -> u64 {
 pub fn vmstat(live: &[&AddressSpace]) -> String {
     let tlb = &crate::arch::tlb::STATS;
     let rows: [(&str, u64); 13] = [
-        ("pgfault", sum(live, |s| &s.faults)),
+        ("pgfault", sum(live, |s| &s.vma_lock_success) + sum(live, |s| &s.mmap_lock_faults)),
         ("vma_lock_success", sum(live, |s| &s.vma_lock_success)),
         ("vma_lock_abort", sum(live, |s| &s.vma_lock_abort_locked) + sum(live, |s| &s.vma_lock_abort_detached)),
         ("vma_lock_retry", sum(live, |s| &s.vma_lock_retries)),

@@ -26,36 +26,48 @@ pub fn current_thread() -> Option<Arc<Thread>> {
     Some(sched::current())
 }
 
+/// `f` with the running thread, if the scheduler runs on this CPU, without
+/// taking a count of it (`sched::with_current`).
+pub fn with_current_thread<R>(f: impl FnOnce(&Arc<Thread>) -> R) -> Option<R> {
+    if crate::arch::percpu::current_task() == 0 {
+        return None;
+    }
+    Some(sched::with_current(f))
+}
+
 /// Called on every way back to user mode (after a system call, an interrupt
 /// or an exception from user mode): leave if the process is going down,
 /// deliver a pending signal, switch if the tick asked for it.
 pub fn return_to_user(frame: &mut TrapFrame) {
     loop {
-        let thread = sched::current();
-        // Before the exit and signal checks: an interrupt after them stays set
-        // for the next interruptible wait; one before them is seen by them.
-        thread.clear_interrupted();
-        if thread.process.as_ref().is_some_and(|p| p.is_exiting()) {
-            drop(thread);
-            exit_thread(0);
-        }
-        if let Some(process) = thread.process.as_ref() {
+        // Whether a kill came in while a signal was being delivered: look again.
+        let killed = sched::with_current(|thread| {
+            // Before the exit and signal checks: an interrupt after them stays set
+            // for the next interruptible wait; one before them is seen by them.
+            thread.clear_interrupted();
+            if thread.process.as_ref().is_some_and(|p| p.is_exiting()) {
+                exit_thread(0);
+            }
+            let Some(process) = thread.process.as_ref() else { return false };
             let mut delivery = signal::Delivery::None;
-            if signal::pending(process, &thread) != 0 {
+            if signal::pending(process, thread) != 0 {
                 // Writing the frame may fault pages in: interrupts on.
                 let interrupts = crate::arch::disable_interrupts();
                 crate::arch::enable_interrupts();
-                delivery = signal::deliver_pending(&thread, process, frame);
+                delivery = signal::deliver_pending(thread, process, frame);
                 crate::arch::restore_interrupts(interrupts);
             }
             match delivery {
-                signal::Delivery::Killed => continue,
+                signal::Delivery::Killed => return true,
                 // No handler ran: an interrupted call starts again.
                 signal::Delivery::None => crate::syscall::restart::without_handler(frame),
                 signal::Delivery::Handler => {}
             }
+            false
+        });
+        if killed {
+            continue;
         }
-        drop(thread);
         // A quiescent state; runs this CPU's ready RCU callbacks.
         crate::sync::rcu::on_return_to_user();
         if crate::arch::percpu::need_resched() {

@@ -112,6 +112,25 @@ pub fn current() -> Arc<Thread> {
     }
 }
 
+/// Calls `f` with the running thread without taking a count of it: the two
+/// atomic operations of `current()` (an increment and, at the end, a
+/// decrement) are a noticeable part of a page fault and of every return to
+/// user mode under emulation. `f` may block, switch and migrate. It runs *on*
+/// this thread, which stays alive as long as it runs: while it runs, this
+/// CPU's slot holds a count; while it waits or is queued, the run queue, a
+/// wait queue or `PREVIOUS` does; a thread nobody holds never runs again, so
+/// `f` never resumes on a freed thread. `f` keeps the thread past the call
+/// only by cloning the `Arc`.
+pub fn with_current<R>(f: impl FnOnce(&Arc<Thread>) -> R) -> R {
+    let ptr = percpu::current_task() as *const Thread;
+    assert!(!ptr.is_null(), "no thread on this CPU yet");
+    // SAFETY: `current_task` came from `Arc::into_raw`, and the thread is
+    // alive while this code runs on it (above). ManuallyDrop: the `Arc` made
+    // here owns no count, so it must never be dropped.
+    let thread = core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+    f(&thread)
+}
+
 fn set_current(thread: Arc<Thread>) {
     let old = percpu::current().current_task.swap(Arc::into_raw(thread) as usize, Ordering::AcqRel);
     if old != 0 {
