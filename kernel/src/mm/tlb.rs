@@ -98,12 +98,12 @@ impl TlbGather {
 
     /// Frees what was gathered, without a flush: for a space no CPU has loaded.
     pub(super) fn release(mut self) {
-        for frame in core::mem::take(&mut self.frames) {
-            // SAFETY: the frame belonged to a private page (or a removed shared
-            // page) whose entry is gone and whose translation every CPU has
-            // dropped (`finish`, or no CPU ever loaded the space).
-            drop(unsafe { Frame::from_raw(frame) });
-        }
+        // SAFETY: each frame belonged to a private page (or a removed shared
+        // page) whose entry is gone and whose translation every CPU has
+        // dropped (`finish`, or no CPU ever loaded the space); each entry
+        // held its frame once, so no frame is in the list twice.
+        unsafe { Frame::free_raw_all(&self.frames) };
+        self.frames.clear();
         for table in core::mem::take(&mut self.tables) {
             // SAFETY: the table came from `Frame::into_raw` when a walk
             // installed it; it is unlinked and every CPU has flushed.
