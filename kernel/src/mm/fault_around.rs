@@ -44,14 +44,18 @@ pub fn set_enabled(on: bool) {
 /// Pages per fault-around block (64 KiB), the faulting page included.
 pub const BLOCK_PAGES: u64 = 16;
 
-/// Hint bits (`FaultAround::hints`).
+/// Hint bits (`FaultAround::hints`): Linux's VM_NOHUGEPAGE, VM_RAND_READ,
+/// VM_HUGEPAGE and VM_SEQ_READ, so that the same madvise calls split and
+/// merge VMAs as there. The first two turn fault-around off.
 const NO_HUGE: u8 = 1;
 const RANDOM: u8 = 2;
+const HUGE: u8 = 4;
+const SEQUENTIAL: u8 = 8;
 
 /// A VMA's fault-around state.
 #[derive(Debug)]
 pub struct FaultAround {
-    /// NO_HUGE and RANDOM, from madvise. Set before the VMA is published and
+    /// The hint bits, from madvise. Set before the VMA is published and
     /// fixed from then on, as its protection is (`VmaMap::set_hints` makes a
     /// new VMA to change them); atomic only so that it can be set through
     /// the `Arc`.
@@ -80,15 +84,18 @@ impl FaultAround {
         self.hints.load(Ordering::Relaxed)
     }
 
-    /// The hint bits after `advice`: MADV_NOHUGEPAGE and MADV_RANDOM set
-    /// theirs, MADV_HUGEPAGE and MADV_NORMAL/SEQUENTIAL clear them.
+    /// The hint bits after `advice`, as Linux's madvise_vma_behavior and
+    /// hugepage_madvise change its flags: each of MADV_HUGEPAGE and
+    /// MADV_NOHUGEPAGE sets its bit and clears the other's; MADV_RANDOM and
+    /// MADV_SEQUENTIAL likewise; MADV_NORMAL clears both of theirs.
     pub fn hints_after(&self, advice: Advice) -> u8 {
         let hints = self.hints();
         match advice {
-            Advice::NoHugePage => hints | NO_HUGE,
-            Advice::HugePage => hints & !NO_HUGE,
-            Advice::Random => hints | RANDOM,
-            Advice::Normal => hints & !RANDOM,
+            Advice::NoHugePage => (hints & !HUGE) | NO_HUGE,
+            Advice::HugePage => (hints & !NO_HUGE) | HUGE,
+            Advice::Random => (hints & !SEQUENTIAL) | RANDOM,
+            Advice::Sequential => (hints & !RANDOM) | SEQUENTIAL,
+            Advice::Normal => hints & !(RANDOM | SEQUENTIAL),
             _ => hints,
         }
     }
@@ -100,7 +107,7 @@ impl FaultAround {
 
     /// Whether madvise left fault-around on.
     pub fn allowed(&self) -> bool {
-        self.hints.load(Ordering::Relaxed) == 0
+        self.hints() & (NO_HUGE | RANDOM) == 0
     }
 }
 
@@ -262,7 +269,12 @@ mod tests {
 
     #[test_case]
     fn madv_nohugepage_and_random_turn_it_off_and_their_opposites_on() {
-        for (off, on) in [(Advice::NoHugePage, Advice::HugePage), (Advice::Random, Advice::Normal)] {
+        let pairs = [
+            (Advice::NoHugePage, Advice::HugePage),
+            (Advice::Random, Advice::Normal),
+            (Advice::Random, Advice::Sequential),
+        ];
+        for (off, on) in pairs {
             let mm = space(32, false);
             mm.madvise(BASE, BASE + 32 * PAGE, off).expect("madvise");
             for page in 0..4 {
@@ -287,8 +299,14 @@ mod tests {
         }
         assert_eq!(present(&mm, 32), (0..19).collect::<Vec<_>>(), "the first half maps ahead, the second not");
         assert_eq!(around(&mm), 14);
+        // MADV_HUGEPAGE sets a flag of its own, as on Linux: still two.
         mm.madvise(BASE + 16 * PAGE, BASE + 32 * PAGE, Advice::HugePage).expect("madvise");
+        assert_eq!(mm.read_lock().len(), 2, "VM_HUGEPAGE against no flag");
+        mm.madvise(BASE, BASE + 16 * PAGE, Advice::HugePage).expect("madvise");
         assert_eq!(mm.read_lock().len(), 1, "alike again, the halves merge");
+        mm.madvise(BASE + 16 * PAGE, BASE + 32 * PAGE, Advice::Random).expect("madvise");
+        mm.madvise(BASE + 16 * PAGE, BASE + 32 * PAGE, Advice::Normal).expect("madvise");
+        assert_eq!(mm.read_lock().len(), 1, "MADV_NORMAL undoes MADV_RANDOM");
         // A hint that changes nothing splits nothing.
         mm.madvise(BASE + 4 * PAGE, BASE + 8 * PAGE, Advice::Normal).expect("madvise");
         assert_eq!(mm.read_lock().len(), 1);

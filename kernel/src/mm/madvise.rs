@@ -15,7 +15,7 @@ impl AddressSpace {
         match advice {
             Advice::PopulateRead => return self.populate(start, end, Access::Read),
             Advice::PopulateWrite => return self.populate(start, end, Access::Write),
-            Advice::NoHugePage | Advice::HugePage | Advice::Random | Advice::Normal => {
+            Advice::NoHugePage | Advice::HugePage | Advice::Random | Advice::Sequential | Advice::Normal => {
                 return self.set_hints(start, end, advice)
             }
             _ => {}

@@ -256,8 +256,10 @@ pub enum Advice {
     /// (`fault_around.rs`; we have no huge pages).
     NoHugePage,
     HugePage,
-    /// MADV_RANDOM: fault-around off; MADV_NORMAL and MADV_SEQUENTIAL: on again.
+    /// MADV_RANDOM: fault-around off; MADV_NORMAL and MADV_SEQUENTIAL: on again
+    /// (the last with a flag of its own, as Linux's VM_SEQ_READ).
     Random,
+    Sequential,
     Normal,
     Hint,
 }
