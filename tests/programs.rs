@@ -59,6 +59,9 @@ const PROGRAMS: &[&str] = &[
     "c_eintr",
     "c_musl_eintr",
     "c_syscalls",
+    // madvise hints as VMA flags (splits and merges) and fault-around's
+    // effect on mincore.
+    "c_madv_flags",
     // The console fds (expected output from linux-peer).
     "c_console",
 ];
