@@ -413,7 +413,8 @@ pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
     let online = crate::arch::ipi::online();
     for target in online.iter().filter(|&cpu| cpu != me).chain(online.contains(me).then_some(me)) {
         loop {
-            if stop() || budget == 0 {
+            // The switch too: `set_zero_pool(false)` stops a batch under way.
+            if stop() || budget == 0 || !ZERO_POOL_ON.load(Ordering::Relaxed) {
                 return filled;
             }
             budget -= 1;
@@ -840,12 +841,12 @@ mod tests {
         while fill_zero_pools(|| false) {}
         let taken: Vec<Frame> = (0..ZERO_POOL_CAPACITY).map(|_| Frame::alloc_zeroed().unwrap()).collect();
         set_zero_pool(false);
+        // A filler already past the switch finishes its frame: let it.
+        crate::task::timer::sleep_ns(10_000_000);
         let pooled_before = pooled();
         let filled = fill_zero_pools(|| false);
         // Other CPUs' idle loops call it too; none may add a frame either.
-        for _ in 0..1000 {
-            core::hint::spin_loop();
-        }
+        crate::task::timer::sleep_ns(10_000_000);
         let pooled_after = pooled();
         set_zero_pool(true);
         assert!(!filled, "it zeroed frames while switched off");

@@ -231,6 +231,11 @@ pub(crate) mod workers {
                 }
                 LAZY => switch(None),
                 _ => {
+                    // Lazy before the ack: the test may drop the space as
+                    // soon as every worker has acked, and a worker that
+                    // still ran it (it holds no reference) would be a CPU
+                    // running a dropped space.
+                    switch(None);
                     WORKER_ACKS.fetch_add(1, Ordering::AcqRel);
                     crate::task::sched::exit_current()
                 }
