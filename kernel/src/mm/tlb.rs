@@ -98,10 +98,10 @@ impl TlbGather {
 
     /// Frees what was gathered, without a flush: for a space no CPU has loaded.
     pub(super) fn release(mut self) {
-        // SAFETY: each frame belonged to a private page (or a removed shared
-        // page) whose entry is gone and whose translation every CPU has
-        // dropped (`finish`, or no CPU ever loaded the space); each entry
-        // held its frame once, so no frame is in the list twice.
+        // Each frame was a private (or removed shared) page's, whose entry
+        // held it once and is gone.
+        // SAFETY: every CPU dropped those translations (`finish`, or no CPU
+        // ever loaded the space), and no frame is in the list twice.
         unsafe { Frame::free_raw_all(&self.frames) };
         self.frames.clear();
         for table in core::mem::take(&mut self.tables) {
