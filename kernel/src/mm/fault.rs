@@ -253,8 +253,9 @@ impl AddressSpace {
 
     /// Resolves a fault at `addr` in `vma` (which contains it) for `access`,
     /// holding a lock that keeps `vma` as it is (`held`).
-    /// Without fault-around: for callers that bring in every page they
-    /// want themselves (MAP_POPULATE, mlock, the loader).
+    ///
+    /// Never maps ahead (no fault-around): for callers that bring in every
+    /// page they want themselves (MAP_POPULATE, mlock, the loader).
     pub fn handle_fault(
         &self,
         vma: &Vma,
