@@ -19,7 +19,7 @@
 //!   reads as "no large anonymous folios" and "no read-ahead". As on Linux,
 //!   these hints are VMA flags: madvise splits VMAs at the range's ends to
 //!   set them, and VMAs whose hints differ do not merge.
-//! - Only while memory is plentiful (`Frame::alloc_spare_for_user_maybe_zeroed`):
+//! - Only while memory is plentiful (`Frame::alloc_spare_batch`):
 //!   it never takes a frame a program's own fault would need, and never
 //!   causes an out-of-memory kill.
 //!
@@ -142,23 +142,27 @@ impl AddressSpace {
     /// goes on. Returns the pages it mapped. The caller holds a lock that
     /// keeps `vma` (its read lock or the mmap lock), so no zap runs meanwhile.
     pub(super) fn fault_around(&self, vma: &Vma, page: u64, rest: &[AtomicU64], flags: u64) -> u64 {
+        let empty = rest.iter().take_while(|entry| entry.load(Ordering::Acquire) == 0).count();
         let mut mapped = 0;
-        for entry in rest {
-            if entry.load(Ordering::Acquire) != 0 {
-                break;
+        let mut racing = false;
+        // One allocation for the window; frames left when the run ends are freed.
+        Frame::alloc_spare_batch(empty, |mut frame, zeroed| {
+            if racing {
+                return;
             }
-            let Ok((mut frame, zeroed)) = Frame::alloc_spare_for_user_maybe_zeroed() else { break };
             if !zeroed {
                 crate::arch::zero_page(frame.bytes_mut());
             }
+            let entry = &rest[mapped as usize];
             let phys = frame.start().as_u64();
             if entry.compare_exchange(0, phys | flags, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // A fault on that page won the race: ours is freed, the run ends.
-                break;
+                racing = true;
+                return;
             }
             let _ = frame.into_raw();
             mapped += 1;
-        }
+        });
         if mapped > 0 {
             self.stats.fault_around_pages.fetch_add(mapped, Ordering::Relaxed);
         }

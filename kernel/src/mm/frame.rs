@@ -56,6 +56,8 @@ pub const ZERO_POOL_CAPACITY: usize = 256;
 /// Idle CPUs fill zero pools only while the bitmap has more free frames than
 /// this, so that the pools never eat into memory the system needs.
 const ZERO_POOL_MIN_FREE: usize = SPARE_RESERVE;
+/// Frames `Frame::alloc_spare_batch` hands out at most at once.
+pub const SPARE_BATCH: usize = 16;
 /// Frames that stay free whatever speculative work (zero pools, fault-around)
 /// wants: it stops before memory gets this low.
 const SPARE_RESERVE: usize = 2 * USER_RESERVE;
@@ -451,6 +453,17 @@ pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
     filled
 }
 
+/// Debug builds: checks (a sample of) a zero-pool frame's bytes are zero.
+fn debug_check_zero(frame: &mut Frame) {
+    if cfg!(debug_assertions) {
+        let start = frame.start();
+        let bytes = frame.bytes_mut();
+        for offset in (0..FRAME_SIZE as usize).step_by(512) {
+            debug_assert_eq!(bytes[offset], 0, "a zero-pool frame {start:#x} was written to");
+        }
+    }
+}
+
 /// An owned physical frame: freed (and poisoned in debug builds) on drop.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "dropping a Frame frees it"]
@@ -463,12 +476,8 @@ impl Frame {
         ALLOCATED.fetch_add(1, Ordering::Relaxed);
         let mut frame = Frame(frame_at(number));
         let zeroed = source == Source::Zeroed;
-        if zeroed && cfg!(debug_assertions) {
-            let start = frame.start();
-            let bytes = frame.bytes_mut();
-            for offset in (0..FRAME_SIZE as usize).step_by(512) {
-                debug_assert_eq!(bytes[offset], 0, "a zero-pool frame {start:#x} was written to");
-            }
+        if zeroed {
+            debug_check_zero(&mut frame);
         }
         Ok((frame, zeroed))
     }
@@ -500,12 +509,64 @@ impl Frame {
         Self::take(USER_RESERVE, true)
     }
 
-    /// `alloc_for_user_maybe_zeroed` for a page nobody asked for yet (fault-
-    /// around): refused while memory is not plentiful (fewer than twice
-    /// `USER_RESERVE` frames free), so that mapping ahead never takes memory
-    /// a program's own faults need.
-    pub fn alloc_spare_for_user_maybe_zeroed() -> Result<(Frame, bool), FrameError> {
-        Self::take(SPARE_RESERVE, true)
+    /// Up to `want` (at most `SPARE_BATCH`) frames for pages nobody asked
+    /// for yet (fault-around), each handed to `put` with whether it is known
+    /// to be zero: this CPU's pool first, then its cache, then batches from
+    /// the bitmap, all under one acquisition of this CPU's lock and one
+    /// credit update. None while memory is not plentiful (fewer than
+    /// `want` plus twice `USER_RESERVE` frames free), so that mapping ahead
+    /// never takes memory a program's own faults need; fewer than `want`
+    /// when this CPU's cache and the bitmap run dry (other CPUs' caches are
+    /// not searched; the unused credits go back). `put` runs after the lock
+    /// is released, so it may zero the frame, or drop it.
+    pub fn alloc_spare_batch(want: usize, mut put: impl FnMut(Frame, bool)) {
+        let want = want.min(SPARE_BATCH);
+        if want == 0 || take_credits(want, SPARE_RESERVE).is_err() {
+            return;
+        }
+        let mut taken = [(0usize, false); SPARE_BATCH];
+        let mut count = 0;
+        let low = {
+            let mut here = CPU_FRAMES[percpu::cpu_id()].lock();
+            while count < want {
+                if let Some(frame) = here.zeroed.pop() {
+                    here.pool_hits += 1;
+                    taken[count] = (frame, true);
+                } else if let Some(frame) = here.cache.pop() {
+                    here.pool_misses += 1;
+                    taken[count] = (frame, false);
+                } else {
+                    // The cache is empty: a batch from the bitmap, if it has any.
+                    let mut guard = FRAMES.lock();
+                    let bitmap = guard.as_mut().expect("frame allocator initialised");
+                    let mut refilled = false;
+                    while let Some(frame) = (here.cache.len < CACHE_BATCH).then(|| bitmap.alloc()).flatten() {
+                        here.cache.push(frame);
+                        refilled = true;
+                    }
+                    if !refilled {
+                        break;
+                    }
+                    continue;
+                }
+                count += 1;
+            }
+            here.zeroed.len <= ZERO_POOL_LOW
+        };
+        if low {
+            kick_filler();
+        }
+        if count < want {
+            FREE.fetch_add(want - count, Ordering::Release);
+        }
+        ALLOCATED.fetch_add(count, Ordering::Relaxed);
+        for &(number, zeroed) in &taken[..count] {
+            let mut frame = Frame(frame_at(number));
+            if zeroed {
+                debug_check_zero(&mut frame);
+            }
+            put(frame, zeroed);
+        }
     }
 
     /// `alloc_for_user`, zeroed.
@@ -809,6 +870,38 @@ mod tests {
         drop(kernel);
         drop(frames);
         assert_eq!(stats(), before);
+    }
+
+    #[test_case]
+    fn spare_batches_are_counted_truthful_about_zeros_and_stop_before_memory_is_short() {
+        let (before, allocated_before) = (stats(), allocated());
+        let mut got: Vec<(Frame, bool)> = Vec::new();
+        Frame::alloc_spare_batch(10, |frame, zeroed| got.push((frame, zeroed)));
+        assert_eq!(got.len(), 10, "memory is plentiful");
+        assert_eq!((stats().free, allocated()), (before.free - 10, allocated_before + 10));
+        for (frame, zeroed) in &mut got {
+            if *zeroed {
+                assert!(frame.bytes_mut().iter().all(|&b| b == 0), "a frame said to be zero is not");
+            }
+        }
+        Frame::alloc_spare_batch(100, |frame, zeroed| got.push((frame, zeroed)));
+        assert_eq!(got.len(), 10 + SPARE_BATCH, "at most a batch at once");
+        Frame::alloc_spare_batch(0, |frame, zeroed| got.push((frame, zeroed)));
+        assert_eq!(got.len(), 10 + SPARE_BATCH);
+        drop(got);
+        assert_eq!((stats(), allocated()), (before, allocated_before));
+
+        // Memory no longer plentiful: nothing, and no credit kept.
+        let mut held = Vec::with_capacity(stats().free);
+        while stats().free > SPARE_RESERVE + 4 {
+            held.push(Frame::alloc_for_user().expect("above the user reserve"));
+        }
+        let free = stats().free;
+        let mut none = 0;
+        Frame::alloc_spare_batch(5, |_, _| none += 1);
+        assert_eq!((none, stats().free), (0, free), "a spare batch dug into the reserve");
+        drop(held);
+        assert_eq!((stats(), allocated()), (before, allocated_before));
     }
 
     #[test_case]
