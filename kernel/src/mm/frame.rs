@@ -306,18 +306,17 @@ fn give_back(frame: usize) {
     FREE.fetch_add(1, Ordering::Release);
 }
 
-/// `give_back` of many frames: one lock acquisition and one `FREE` update
-/// per `CACHE_BATCH` frames, instead of one each (a munmap or MADV_DONTNEED
-/// of touched pages frees hundreds).
-fn give_back_all(frames: &[usize]) {
-    for chunk in frames.chunks(CACHE_BATCH) {
-        let mut here = CPU_FRAMES[percpu::cpu_id()].lock();
-        for &frame in chunk {
-            give_back_locked(&mut here, frame);
-        }
-        drop(here);
-        FREE.fetch_add(chunk.len(), Ordering::Release);
+/// `give_back` of up to `CACHE_BATCH` frames under one lock acquisition
+/// and one `FREE` update (a munmap or MADV_DONTNEED of touched pages frees
+/// hundreds; `Frame::free_raw_all` hands them over in such batches).
+fn give_back_batch(frames: &[usize]) {
+    debug_assert!(frames.len() <= CACHE_BATCH, "a batch of {} frames", frames.len());
+    let mut here = CPU_FRAMES[percpu::cpu_id()].lock();
+    for &frame in frames {
+        give_back_locked(&mut here, frame);
     }
+    drop(here);
+    FREE.fetch_add(frames.len(), Ordering::Release);
 }
 
 /// Puts `frame` in the cache `here` (locked), draining a batch to the
@@ -622,7 +621,7 @@ impl Frame {
                 *number = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
             }
             ALLOCATED.fetch_sub(chunk.len(), Ordering::Relaxed);
-            give_back_all(&numbers[..chunk.len()]);
+            give_back_batch(&numbers[..chunk.len()]);
         }
     }
 
