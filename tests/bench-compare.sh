@@ -10,6 +10,9 @@
 #   SMP   CPUs of both (default 2)
 #   PEER  the linux-peer script (default ../shared/linux-peer)
 #   OURS_ARGS  more boot options for our kernel, e.g. "--zero-pool off"
+#   OURS2_ARGS if set, a second configuration of ours, booted after each of
+#              the first and shown in its own columns (compare two settings
+#              in one sitting), e.g. OURS2_ARGS="--zero-pool off"
 #
 # Rates are pages faulted per million TSC ticks: the median of every timed run
 # of every boot (fault_bench makes 3 per boot), with min-max. Latency rows are
@@ -38,7 +41,7 @@ cargo build -q --release -p kernel --bin kernel --target x86_64-unknown-none || 
 make -s -C user rust >/dev/null || exit 2
 
 mkdir -p "$OUT"
-rm -f "$OUT"/linux.*.log "$OUT"/ours.*.log
+rm -f "$OUT"/linux.*.log "$OUT"/ours.*.log "$OUT"/ours2.*.log
 fail=0
 for i in $(seq 1 "$N"); do
 	echo "bench-compare: boot $i of $N: Linux 6.12" >&2
@@ -50,6 +53,12 @@ for i in $(seq 1 "$N"); do
 	"$BOOT" --smp "$SMP" ${OURS_ARGS:-} --init "$PROG" "$KERNEL" >"$OUT/ours.$i.log" 2>&1
 	st=$?
 	[ $st = 0 ] || { echo "bench-compare: our boot $i: status $st (see $OUT/ours.$i.log)" >&2; fail=1; }
+	[ -n "${OURS2_ARGS:-}" ] || continue
+	echo "bench-compare: boot $i of $N: ours, $OURS2_ARGS" >&2
+	# shellcheck disable=SC2086 # OURS2_ARGS is a list of words
+	"$BOOT" --smp "$SMP" $OURS2_ARGS --init "$PROG" "$KERNEL" >"$OUT/ours2.$i.log" 2>&1
+	st=$?
+	[ $st = 0 ] || { echo "bench-compare: our boot $i ($OURS2_ARGS): status $st (see $OUT/ours2.$i.log)" >&2; fail=1; }
 done
 
 # One line per figure of a kernel's logs: "KEY VALUE" (rates in pages/Mtick,
@@ -75,30 +84,41 @@ summary() {
 
 figures "$OUT"/linux.*.log >"$OUT/linux.figures"
 figures "$OUT"/ours.*.log >"$OUT/ours.figures"
+[ -z "${OURS2_ARGS:-}" ] || figures "$OUT"/ours2.*.log >"$OUT/ours2.figures"
 
 printf '\nfault_bench, %s boot(s) per kernel, SMP=%s, %s (rates: pages/Mtick, median of runs (min-max); latency: TSC cycles)\n\n' \
 	"$N" "$SMP" "$(date -u +%Y-%m-%d)"
-printf '| case | Linux 6.12 | ours | ratio |\n|---|---|---|---|\n'
+if [ -n "${OURS2_ARGS:-}" ]; then
+	printf '| case | Linux 6.12 | ours | ratio | ours, %s | ratio |\n|---|---|---|---|---|---|\n' "$OURS2_ARGS"
+	kernels="ours ours2"
+else
+	printf '| case | Linux 6.12 | ours | ratio |\n|---|---|---|---|\n'
+	kernels="ours"
+fi
 for key in map_touch_unmap map_touch_unmap_4k touch_dontneed map_128m two_threads latency_min latency_median latency_p99; do
 	read -r lm ll lh <<<"$(summary "$key" "$OUT/linux.figures")"
-	read -r om ol oh <<<"$(summary "$key" "$OUT/ours.figures")"
-	awk -v k="$key" -v lm="$lm" -v ll="$ll" -v lh="$lh" -v om="$om" -v ol="$ol" -v oh="$oh" 'BEGIN {
-		lat = (k ~ /^latency/)
-		f = lat ? "%.0f (%.0f-%.0f)" : "%.1f (%.1f-%.1f)"
-		l = (lm == "-") ? "-" : sprintf(f, lm, ll, lh)
-		o = (om == "-") ? "-" : sprintf(f, om, ol, oh)
-		r = (lm == "-" || om == "-" || lm == 0) ? "-" : sprintf("%.2f", om / lm)
-		printf "| %s | %s | %s | %s |\n", k, l, o, r
-	}'
+	row="| $key | $(awk -v k="$key" -v m="$lm" -v lo="$ll" -v hi="$lh" 'BEGIN {
+		f = (k ~ /^latency/) ? "%.0f (%.0f-%.0f)" : "%.1f (%.1f-%.1f)"
+		printf "%s", (m == "-") ? "-" : sprintf(f, m, lo, hi)
+	}')"
+	for kernel in $kernels; do
+		read -r om ol oh <<<"$(summary "$key" "$OUT/$kernel.figures")"
+		row="$row | $(awk -v k="$key" -v lm="$lm" -v om="$om" -v ol="$ol" -v oh="$oh" 'BEGIN {
+			f = (k ~ /^latency/) ? "%.0f (%.0f-%.0f)" : "%.1f (%.1f-%.1f)"
+			o = (om == "-") ? "-" : sprintf(f, om, ol, oh)
+			r = (lm == "-" || om == "-" || lm == 0) ? "-" : sprintf("%.2f", om / lm)
+			printf "%s | %s", o, r
+		}')"
+	done
+	echo "$row |"
 done
 # two_threads against touch_dontneed, per kernel (the issue wants >= 1.7 on ours).
-read -r l1 _ <<<"$(summary touch_dontneed "$OUT/linux.figures")"
-read -r l2 _ <<<"$(summary two_threads "$OUT/linux.figures")"
-read -r o1 _ <<<"$(summary touch_dontneed "$OUT/ours.figures")"
-read -r o2 _ <<<"$(summary two_threads "$OUT/ours.figures")"
-awk -v l1="$l1" -v l2="$l2" -v o1="$o1" -v o2="$o2" 'BEGIN {
-	l = (l1 == "-" || l1 == 0) ? "-" : sprintf("x%.2f", l2 / l1)
-	o = (o1 == "-" || o1 == 0) ? "-" : sprintf("x%.2f", o2 / o1)
-	printf "| two_threads / touch_dontneed | %s | %s | |\n", l, o
-}'
+scaling() {
+	read -r one _ <<<"$(summary touch_dontneed "$OUT/$1.figures")"
+	read -r two _ <<<"$(summary two_threads "$OUT/$1.figures")"
+	awk -v one="$one" -v two="$two" 'BEGIN { printf "%s", (one == "-" || one == 0) ? "-" : sprintf("x%.2f", two / one) }'
+}
+row="| two_threads / touch_dontneed | $(scaling linux)"
+for kernel in $kernels; do row="$row | $(scaling "$kernel") |"; done
+echo "$row |"
 exit $fail

@@ -148,8 +148,12 @@ fn report_fault_probes() {
         total / faults.max(1),
         medians.iter().sum::<u64>()
     );
-    let (hits, misses) = kernel::mm::frame::zero_pool_counts();
-    log::warn!("fault probes: zero pool: {hits} zeroed frames taken from pools, {misses} zeroed by the taker");
+    let pool = kernel::mm::frame::zero_pool_counts();
+    log::warn!(
+        "fault probes: zero pool: {} zeroed frames taken from pools, {} zeroed by the taker",
+        pool.hits,
+        pool.misses
+    );
     for ((name, sum), median) in NAMES.iter().zip(sums).zip(medians) {
         log::warn!(
             "fault probes: {name:>15} median {median:>6} mean {:>7} cycles ({:>4.1}% of the mean total)",

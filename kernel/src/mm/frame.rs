@@ -128,9 +128,11 @@ struct CpuFrames {
     cache: FrameStack<CACHE_CAPACITY>,
     /// Free frames known to be all zeros.
     zeroed: FrameStack<ZERO_POOL_CAPACITY>,
-    /// Statistics: zeroed-frame requests the pool served, and not.
+    /// Statistics: zeroed-frame requests the pool served, and not; frames
+    /// idle CPUs zeroed into the pool.
     pool_hits: u64,
     pool_misses: u64,
+    pool_filled: u64,
 }
 
 /// Indexed by CPU. Code picks its CPU's entry by `cpu_id()` before locking
@@ -139,7 +141,7 @@ struct CpuFrames {
 static CPU_FRAMES: [SpinLock<CpuFrames>; MAX_CPUS] = [const {
     SpinLock::new(
         Level::FrameCache,
-        CpuFrames { cache: FrameStack::new(), zeroed: FrameStack::new(), pool_hits: 0, pool_misses: 0 },
+        CpuFrames { cache: FrameStack::new(), zeroed: FrameStack::new(), pool_hits: 0, pool_misses: 0, pool_filled: 0 },
     )
 }; MAX_CPUS];
 /// Whether a wake-up for pool filling is outstanding (one at a time).
@@ -199,12 +201,25 @@ pub fn pooled() -> usize {
     CPU_FRAMES.iter().map(|cpu| cpu.lock().zeroed.len).sum()
 }
 
-/// Requests for a zeroed frame that its CPU's pool served, and those it
-/// could not (the caller zeroed a frame itself), since boot.
-pub fn zero_pool_counts() -> (u64, u64) {
-    CPU_FRAMES.iter().fold((0, 0), |(hits, misses), cpu| {
+/// The zero pools' counters since boot, summed over the CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZeroPoolCounts {
+    /// Requests for a zeroed frame that the requester's CPU's pool served.
+    pub hits: u64,
+    /// Those it could not (the requester zeroed a frame itself).
+    pub misses: u64,
+    /// Frames idle CPUs zeroed into a pool.
+    pub filled: u64,
+}
+
+pub fn zero_pool_counts() -> ZeroPoolCounts {
+    CPU_FRAMES.iter().fold(ZeroPoolCounts::default(), |sum, cpu| {
         let cpu = cpu.lock();
-        (hits + cpu.pool_hits, misses + cpu.pool_misses)
+        ZeroPoolCounts {
+            hits: sum.hits + cpu.pool_hits,
+            misses: sum.misses + cpu.pool_misses,
+            filled: sum.filled + cpu.pool_filled,
+        }
     })
 }
 
@@ -441,6 +456,7 @@ pub fn fill_zero_pools(mut stop: impl FnMut() -> bool) -> bool {
                 with_bitmap(|b| b.free(frame)).unwrap_or_else(|bad| panic!("{bad}"));
             } else {
                 pool.zeroed.push(frame);
+                pool.pool_filled += 1;
                 drop(pool);
                 filled = true;
             }

@@ -73,12 +73,14 @@ fn sum(live: &[&AddressSpace], field: impl Fn(&MmStats) -> &AtomicU64) -> u64 {
 /// CONFIG_PER_VMA_LOCK_STATS events); `tlb_shootdowns`, `tlb_ipis`,
 /// `tlb_skipped_lazy`, `tlb_lazy_catchups`, `rcu_grace_periods`,
 /// `pgtables_allocated` (user page tables, since boot), `pgtables_freed`
-/// (by munmap and brk) and `pgfault_around` (pages mapped ahead by
-/// fault-around, `fault_around.rs`) are ours. `live` must hold every address space still
+/// (by munmap and brk), `pgfault_around` (pages mapped ahead by
+/// fault-around, `fault_around.rs`) and the zero pools' `zero_pool_hits`,
+/// `zero_pool_misses` and `zero_pool_filled` (`frame::ZeroPoolCounts`) are ours. `live` must hold every address space still
 /// alive, each once.
 pub fn vmstat(live: &[&AddressSpace]) -> String {
     let tlb = &crate::arch::tlb::STATS;
-    let rows: [(&str, u64); 13] = [
+    let pool = frame::zero_pool_counts();
+    let rows: [(&str, u64); 16] = [
         ("pgfault", sum(live, |s| &s.vma_lock_success) + sum(live, |s| &s.mmap_lock_faults)),
         ("vma_lock_success", sum(live, |s| &s.vma_lock_success)),
         ("vma_lock_abort", sum(live, |s| &s.vma_lock_abort_locked) + sum(live, |s| &s.vma_lock_abort_detached)),
@@ -92,6 +94,9 @@ pub fn vmstat(live: &[&AddressSpace]) -> String {
         ("pgtables_allocated", super::paging::user_tables_allocated() as u64),
         ("pgtables_freed", sum(live, |s| &s.tables_freed)),
         ("pgfault_around", sum(live, |s| &s.fault_around_pages)),
+        ("zero_pool_hits", pool.hits),
+        ("zero_pool_misses", pool.misses),
+        ("zero_pool_filled", pool.filled),
     ];
     let mut out = String::new();
     for (name, value) in rows {

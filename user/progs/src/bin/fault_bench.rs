@@ -221,6 +221,7 @@ fn percentiles(sorted: &[u32]) -> (u32, u32, u32) {
 /// prints each run and the summary (with the ratio of the median to `base`,
 /// if given); returns the median rate in thousandths.
 fn case(name: &str, base: Option<u64>, mut f: impl FnMut() -> (u64, u64)) -> u64 {
+    let pool = ZeroPool::read();
     let (pages, ticks) = f();
     println!("info: fault_bench: {} warm-up: {} pages/Mtick", name, Milli(rate_milli(pages, ticks)));
     let mut rates = [0u64; RUNS];
@@ -247,7 +248,34 @@ fn case(name: &str, base: Option<u64>, mut f: impl FnMut() -> (u64, u64)) -> u64
             );
         }
     }
+    ZeroPool::report(pool, name);
     m
+}
+
+/// Our kernel's zero-pool counters (`zero_pool_*` in /proc/vmstat) at the
+/// start of a case; Linux has none, and then nothing is reported.
+struct ZeroPool([u64; 3]);
+
+impl ZeroPool {
+    const NAMES: [&'static str; 3] = ["zero_pool_hits", "zero_pool_misses", "zero_pool_filled"];
+
+    fn read() -> Option<ZeroPool> {
+        let v = ulib::bench::Vmstat::read()?;
+        let mut counts = [0; 3];
+        for (count, name) in counts.iter_mut().zip(Self::NAMES) {
+            *count = v.get(name)?;
+        }
+        Some(ZeroPool(counts))
+    }
+
+    /// Prints how each counter grew since `start` (as `info:`: the figures
+    /// explain a case's rate, they are not one).
+    fn report(start: Option<Self>, name: &str) {
+        if let (Some(start), Some(now)) = (start, Self::read()) {
+            let [hits, misses, filled] = [0, 1, 2].map(|i| now.0[i].wrapping_sub(start.0[i]));
+            println!("info: fault_bench: {}: zero pool hits +{} misses +{} filled +{}", name, hits, misses, filled);
+        }
+    }
 }
 
 fn main() -> i32 {
@@ -304,6 +332,7 @@ fn latencies() {
     let all = unsafe { core::slice::from_raw_parts_mut(buf as *mut u32, (RUNS + 1) * LAT_SAMPLES) };
     all.fill(0);
     let (warm, samples) = all.split_at_mut(LAT_SAMPLES);
+    let pool = ZeroPool::read();
     latency(warm);
     warm.sort_unstable();
     let (lo, med, p99) = percentiles(warm);
@@ -318,6 +347,7 @@ fn latencies() {
     samples.sort_unstable();
     let (lo, med, p99) = percentiles(samples);
     println!("fault_bench: latency: min {} median {} p99 {} cycles ({} samples)", lo, med, p99, samples.len());
+    ZeroPool::report(pool, "latency");
     // SAFETY: nothing uses the buffer any more.
     unsafe { munmap(buf, buf_len) }.expect("munmap the sample buffer");
 }

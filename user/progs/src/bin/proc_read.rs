@@ -189,7 +189,7 @@ fn pid_maps_path(pid: u32, buf: &mut [u8; 32]) -> &[u8] {
 
 /// The counters `tests/programs.rs` checks on our kernel (Linux has only
 /// pgfault, and the vma_lock_* ones with CONFIG_PER_VMA_LOCK_STATS).
-const COUNTERS: [&[u8]; 11] = [
+const COUNTERS: [&[u8]; 14] = [
     b"pgfault",
     b"vma_lock_success",
     b"vma_lock_abort",
@@ -201,6 +201,9 @@ const COUNTERS: [&[u8]; 11] = [
     b"pgtables_allocated",
     b"pgtables_freed",
     b"pgfault_around",
+    b"zero_pool_hits",
+    b"zero_pool_misses",
+    b"zero_pool_filled",
 ];
 
 static SPINNER_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
