@@ -11,10 +11,10 @@ KERNEL_LOG ?= warn
 # address space's mmap lock, as Linux before 6.4), to compare the two designs.
 LOCK ?= vma
 KERNEL_LOCK ?= $(LOCK)
-# Work the kernel does ahead of faults, each on (the default) or off: idle
-# CPUs zeroing free frames (ZERO_POOL), and mapping the rest of a 64 KiB block
-# on a sequential run of anonymous faults (FAULT_AROUND).
-ZERO_POOL ?= on
+# Work the kernel does ahead of faults, each on or off: idle CPUs zeroing
+# free frames (ZERO_POOL, off by default), and mapping the rest of a 64 KiB
+# block on a sequential run of anonymous faults (FAULT_AROUND, on by default).
+ZERO_POOL ?= off
 KERNEL_ZERO_POOL ?= $(ZERO_POOL)
 FAULT_AROUND ?= on
 KERNEL_FAULT_AROUND ?= $(FAULT_AROUND)

@@ -19,16 +19,19 @@ fn fresh_seed() -> String {
 /// milliseconds for its target to run, and mmfuzz ran past its time limit.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn fuzz(name: &str, lock: &str) {
+/// `pool`: `boot --zero-pool`, so that a fuzzer also runs with idle CPUs
+/// zeroing frames into the pools the faults take from.
+fn fuzz(name: &str, lock: &str, pool: &str) {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seed = fresh_seed();
-    let run = run_program(&user_program(name), 4, &["--arg", &seed, "--lock", lock]);
+    let run = run_program(&user_program(name), 4, &["--arg", &seed, "--lock", lock, "--zero-pool", pool]);
     let problems = problems_with(name, &run);
     let kernel_lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("[kernel]")).collect();
-    println!("{name} (seed {seed}, --lock {lock}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
+    let setting = format!("--lock {lock} --zero-pool {pool}");
+    println!("{name} (seed {seed}, {setting}): {}", if problems.is_empty() { "ok" } else { "FAILED" });
     assert!(
         problems.is_empty(),
-        "{name} with seed {seed} (replay: boot --smp 4 --lock {lock} --init user/out/{name} --arg {seed} KERNEL): \
+        "{name} with seed {seed} (replay: boot --smp 4 {setting} --init user/out/{name} --arg {seed} KERNEL): \
          {}\nkernel said:\n{}",
         problems.join("; "),
         kernel_lines.join("\n")
@@ -37,17 +40,24 @@ fn fuzz(name: &str, lock: &str) {
 
 #[test]
 fn syscall_fuzzer_on_four_cpus() {
-    fuzz("sysfuzz", "vma");
+    fuzz("sysfuzz", "vma", "off");
 }
 
 #[test]
 fn mm_model_fuzzer_on_four_cpus() {
-    fuzz("mmfuzz", "vma");
+    fuzz("mmfuzz", "vma", "off");
 }
 
 /// The same with every fault through the mmap lock: the fallback path is
 /// the one the per-VMA path leans on, so it gets the same scrutiny.
 #[test]
 fn mm_model_fuzzer_on_four_cpus_with_mmap_locks() {
-    fuzz("mmfuzz", "mmap");
+    fuzz("mmfuzz", "mmap", "off");
+}
+
+/// And with the zero pool on (off by default): faults take frames idle CPUs
+/// zeroed while the others unmap, and the filler competes for the frames.
+#[test]
+fn mm_model_fuzzer_on_four_cpus_with_the_zero_pool() {
+    fuzz("mmfuzz", "vma", "on");
 }

@@ -142,7 +142,7 @@ fn concurrent_programs_on_four_cpus_with_mmap_locks() {
 /// `--lock mmap` no fault takes the VMA lock.
 #[test]
 fn proc_vmstat_counters_move_with_the_work_that_counts_them() {
-    const NAMES: [&str; 11] = [
+    const NAMES: [&str; 14] = [
         "pgfault",
         "vma_lock_success",
         "vma_lock_abort",
@@ -154,9 +154,13 @@ fn proc_vmstat_counters_move_with_the_work_that_counts_them() {
         "pgtables_allocated",
         "pgtables_freed",
         "pgfault_around",
+        "zero_pool_hits",
+        "zero_pool_misses",
+        "zero_pool_filled",
     ];
-    for lock in ["vma", "mmap"] {
-        let run = run_program(&user_program("proc_read"), 2, &["--lock", lock]);
+    // The mmap-lock boot also has the zero pool on (off by default).
+    for (lock, pool) in [("vma", "off"), ("mmap", "on")] {
+        let run = run_program(&user_program("proc_read"), 2, &["--lock", lock, "--zero-pool", pool]);
         let problems = problems_with("proc_read", &run);
         assert!(problems.is_empty(), "proc_read with --lock {lock}: {}", problems.join("; "));
         let grew = |name: &str| -> Option<u64> {
@@ -190,6 +194,18 @@ fn proc_vmstat_counters_move_with_the_work_that_counts_them() {
         at_least("pgtables_allocated", 4);
         at_least("pgtables_freed", 4);
         at_least("rcu_grace_periods", 1);
+        // Every fault on a fresh private page asks for a zeroed frame (one
+        // the pool had, or one the faulting CPU zeroed); with the pool off
+        // no idle CPU zeroes any, so none comes from a pool.
+        let asked = grew("zero_pool_hits").unwrap_or(0) + grew("zero_pool_misses").unwrap_or(0);
+        assert!(asked >= 68, "--lock {lock} --zero-pool {pool}: {asked} zeroed frames asked for, expected at least 68");
+        if pool == "off" {
+            assert_eq!(
+                (grew("zero_pool_filled"), grew("zero_pool_hits")),
+                (Some(0), Some(0)),
+                "--zero-pool off: idle CPUs zeroed frames, or faults took them from a pool"
+            );
+        }
     }
     // Switched off at boot, fault-around maps nothing ahead.
     let run = run_program(&user_program("proc_read"), 2, &["--fault-around", "off"]);

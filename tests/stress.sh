@@ -10,7 +10,9 @@
 #   BOOT_TIMEOUT  seconds before a boot counts as hung (default 300)
 #
 # Fuzzers get a fresh seed per boot as argv[1] (`boot --arg`), printed with
-# the result so a failure can be replayed. Logs of failed boots are kept in
+# the result so a failure can be replayed. Odd-numbered boots run with
+# `--zero-pool on` (off by default), even ones without, so that both frame
+# paths get the stress; the setting is the result's last word. Logs of failed boots are kept in
 # target/stress/; the run ends with a table and fails if any boot failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -44,13 +46,16 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 is_fuzzer() { case "$1" in *fuzz*) return 0 ;; *) return 1 ;; esac; }
 
-# One boot: prints "PROG SMP I RESULT SEED" (RESULT: ok, hang, panic, lockup, leak, wrong).
+# One boot: prints "PROG SMP I RESULT SEED POOL" (RESULT: ok, hang, panic,
+# lockup, leak, wrong; POOL: the --zero-pool setting).
 one_boot() {
 	local prog=$1 smp=$2 i=$3 seed="-" log="$OUT/$1-smp$2-$3.log"
-	local args=()
+	local pool=off
+	[ $((i % 2)) = 1 ] && pool=on
+	local args=(--zero-pool "$pool")
 	if is_fuzzer "$prog"; then
 		seed=$(printf '0x%04x%04x%04x%04x' $RANDOM $RANDOM $RANDOM $RANDOM)
-		args=(--arg "$seed")
+		args+=(--arg "$seed")
 	fi
 	timeout $((BOOT_TIMEOUT + 60)) "$BOOT" --smp "$smp" --log info --timeout "$BOOT_TIMEOUT" \
 		--init "user/out/$prog" "${args[@]}" "$KERNEL" </dev/null 2>&1 | tr -d '\r' >"$log"
@@ -73,7 +78,7 @@ one_boot() {
 		result=wrong
 	fi
 	[ "$result" = ok ] && rm -f "$log"
-	echo "$prog $smp $i $result $seed"
+	echo "$prog $smp $i $result $seed zero-pool=$pool"
 }
 
 total=0
@@ -113,7 +118,7 @@ for smp in $SMP; do
 done
 if [ "$failed" = 1 ]; then
 	echo
-	echo "stress: failed boots (program, CPUs, boot, result, seed; logs in $OUT/):"
+	echo "stress: failed boots (program, CPUs, boot, result, seed, zero pool; logs in $OUT/):"
 	grep -v ' ok ' "$results" | sort
 	exit 1
 fi

@@ -67,7 +67,7 @@ options:
                    (default: $KERNEL_LOCK, else vma)
   --zero-pool on|off
                    with --init: whether idle CPUs zero free frames ahead for
-                   faults (default: $KERNEL_ZERO_POOL, else on)
+                   faults (default: $KERNEL_ZERO_POOL, else off)
   --fault-around on|off
                    with --init: whether a sequential run of anonymous faults
                    maps the rest of its 64 KiB block (default:

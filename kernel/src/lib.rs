@@ -72,6 +72,11 @@ bootloader_api::entry_point!(test_kernel_main, config = &BOOTLOADER_CONFIG);
 #[cfg(test)]
 fn test_kernel_main(boot_info: &'static mut BootInfo) -> ! {
     init(boot_info);
+    // The unit tests run with idle CPUs filling zero pools (off by default
+    // in booted kernels): so pool frames go through every test's
+    // allocations, and the filler races the tests, as it does with
+    // `boot --zero-pool on`.
+    mm::frame::set_zero_pool(true);
     test_main();
     shutdown(0)
 }

@@ -396,8 +396,11 @@ fn kick_filler() {
     }
 }
 
-/// Whether idle CPUs fill zero pools (`boot --zero-pool`; on by default).
-static ZERO_POOL_ON: AtomicBool = AtomicBool::new(true);
+/// Whether idle CPUs fill zero pools (`boot --zero-pool`; off by default:
+/// the time it saves a faulting thread is another CPU's, spent whether or
+/// not anyone asked, and with every CPU busy it saves nothing; see
+/// docs/performance.md).
+static ZERO_POOL_ON: AtomicBool = AtomicBool::new(false);
 
 /// Turns the zero pools' filling on or off (frames already pooled stay
 /// usable: they are zero and free).
