@@ -390,11 +390,20 @@ fn drain_all() -> usize {
 
 /// Wakes an idle CPU (if any) to refill zero pools.
 fn kick_filler() {
+    // Switched off, nobody fills: waking an idle CPU would only cost an IPI
+    // per call (pools stay empty, so every call finds them "low").
+    if !ZERO_POOL_ON.load(Ordering::Relaxed) {
+        return;
+    }
     // A load first: while a wake-up is outstanding this costs no write.
     if !FILL_KICKED.load(Ordering::Relaxed) && !FILL_KICKED.swap(true, Ordering::AcqRel) {
+        FILL_WAKEUPS.fetch_add(1, Ordering::Relaxed);
         crate::task::sched::wake_an_idle_cpu();
     }
 }
+
+/// Wake-ups `kick_filler` sent for pool filling, since boot.
+static FILL_WAKEUPS: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether idle CPUs fill zero pools (`boot --zero-pool`; off by default:
 /// the time it saves a faulting thread is another CPU's, spent whether or
@@ -971,6 +980,29 @@ mod tests {
         }
         assert!(refilled, "on again, the pools fill");
         drop(taken);
+    }
+
+    #[test_case]
+    fn with_the_zero_pool_switched_off_faults_wake_no_idle_cpu() {
+        set_zero_pool(false);
+        crate::task::timer::sleep_ns(10_000_000);
+        // Empty this CPU's pool, as it is when the pool was never on.
+        let mut held = Vec::new();
+        while CPU_FRAMES[percpu::cpu_id()].lock().zeroed.len > 0 {
+            held.push(Frame::alloc_zeroed().unwrap());
+        }
+        let wakeups = FILL_WAKEUPS.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            // What a fault and a fault-around window take; idle CPUs that a
+            // kick woke clear the kick before the next round.
+            held.push(Frame::alloc_for_user_maybe_zeroed().unwrap().0);
+            Frame::alloc_spare_batch(SPARE_BATCH, |frame, _| held.push(frame));
+            crate::task::timer::sleep_ns(1_000_000);
+        }
+        let woken = FILL_WAKEUPS.load(Ordering::Relaxed) - wakeups;
+        set_zero_pool(true);
+        assert_eq!(woken, 0, "faults woke an idle CPU {woken} times to fill switched-off pools");
+        drop(held);
     }
 
     #[test_case]
