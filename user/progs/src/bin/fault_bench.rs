@@ -23,8 +23,11 @@
 //!    median and 99th percentile in TSC cycles, per run and over all runs.
 //!
 //! No arguments: the defaults are the benchmark, so that the same binary runs
-//! unchanged under `linux-peer` (which passes none). `fault_bench latency`
-//! runs case 5 alone (for `make bench`, whose other programs cover the rates).
+//! unchanged under `linux-peer` (which passes none). `fault_bench CASE` runs
+//! one case alone (`latency` for `make bench`, whose other programs cover
+//! the rates; `two_threads` runs `touch_dontneed` first, its baseline), for
+//! profiling one case (`boot --profile`); another word prints the cases and
+//! exits with status 2.
 #![no_std]
 #![no_main]
 
@@ -221,7 +224,7 @@ fn percentiles(sorted: &[u32]) -> (u32, u32, u32) {
 /// prints each run and the summary (with the ratio of the median to `base`,
 /// if given); returns the median rate in thousandths.
 fn case(name: &str, base: Option<u64>, mut f: impl FnMut() -> (u64, u64)) -> u64 {
-    let pool = ZeroPool::read();
+    let pool = Counters::read();
     let (pages, ticks) = f();
     println!("info: fault_bench: {} warm-up: {} pages/Mtick", name, Milli(rate_milli(pages, ticks)));
     let mut rates = [0u64; RUNS];
@@ -248,32 +251,42 @@ fn case(name: &str, base: Option<u64>, mut f: impl FnMut() -> (u64, u64)) -> u64
             );
         }
     }
-    ZeroPool::report(pool, name);
+    Counters::report(pool, name);
     m
 }
 
-/// Our kernel's zero-pool counters (`zero_pool_*` in /proc/vmstat) at the
-/// start of a case; Linux has none, and then nothing is reported.
-struct ZeroPool([u64; 3]);
+/// Our kernel's counters (in /proc/vmstat) at the start of a case; Linux
+/// lacks most of them, and then nothing is reported.
+struct Counters([u64; 6]);
 
-impl ZeroPool {
-    const NAMES: [&'static str; 3] = ["zero_pool_hits", "zero_pool_misses", "zero_pool_filled"];
+impl Counters {
+    const NAMES: [&'static str; 6] =
+        ["pgfault", "zero_pool_hits", "zero_pool_misses", "zero_pool_filled", "tlb_shootdowns", "tlb_ipis"];
 
-    fn read() -> Option<ZeroPool> {
+    fn read() -> Option<Counters> {
         let v = ulib::bench::Vmstat::read()?;
-        let mut counts = [0; 3];
+        let mut counts = [0; 6];
         for (count, name) in counts.iter_mut().zip(Self::NAMES) {
             *count = v.get(name)?;
         }
-        Some(ZeroPool(counts))
+        Some(Counters(counts))
     }
 
     /// Prints how each counter grew since `start` (as `info:`: the figures
     /// explain a case's rate, they are not one).
     fn report(start: Option<Self>, name: &str) {
         if let (Some(start), Some(now)) = (start, Self::read()) {
-            let [hits, misses, filled] = [0, 1, 2].map(|i| now.0[i].wrapping_sub(start.0[i]));
-            println!("info: fault_bench: {}: zero pool hits +{} misses +{} filled +{}", name, hits, misses, filled);
+            let d = |i: usize| now.0[i].wrapping_sub(start.0[i]);
+            println!(
+                "info: fault_bench: {}: pgfault +{}, zero pool hits +{} misses +{} filled +{}, tlb_shootdowns +{} tlb_ipis +{}",
+                name,
+                d(0),
+                d(1),
+                d(2),
+                d(3),
+                d(4),
+                d(5)
+            );
         }
     }
 }
@@ -284,31 +297,60 @@ fn main() -> i32 {
         RUNS, MAP_TOUCH_UNMAP_ROUNDS, TOUCH_DONTNEED_ROUNDS, TWO_THREADS_ROUNDS, MAP_128M_ROUNDS, LAT_SAMPLES
     );
     let t_all = monotonic_ns();
-    if ulib::env::arg(1) != Some(b"latency") {
-        rates();
+    let only = ulib::env::arg(1);
+    if let Some(name) = only.filter(|name| !CASES.contains(name)) {
+        println!(
+            "fault_bench: unknown case {:?}; cases: map_touch_unmap map_touch_unmap_4k touch_dontneed map_128m two_threads latency",
+            core::str::from_utf8(name).unwrap_or("?")
+        );
+        return 2;
     }
-    latencies();
+    if only != Some(b"latency") {
+        rates(only);
+    }
+    if only.is_none() || only == Some(b"latency") {
+        latencies();
+    }
     println!("info: fault_bench: {} ms in all", (monotonic_ns() - t_all) / 1_000_000);
     ulib::bench::drain_console_before_exit();
     0
 }
 
-/// Cases 1 to 4.
-fn rates() {
-    case("map_touch_unmap", None, || {
-        (MAP_TOUCH_UNMAP_ROUNDS * PAGES as u64, map_touch_unmap(MAP_TOUCH_UNMAP_ROUNDS, false))
-    });
-    case("map_touch_unmap_4k", None, || {
-        (MAP_TOUCH_UNMAP_ROUNDS * PAGES as u64, map_touch_unmap(MAP_TOUCH_UNMAP_ROUNDS, true))
-    });
+/// The names `fault_bench CASE` takes.
+const CASES: [&[u8]; 6] =
+    [b"map_touch_unmap", b"map_touch_unmap_4k", b"touch_dontneed", b"map_128m", b"two_threads", b"latency"];
+
+/// Cases 1 to 4, or only the one named `only` (two_threads with its
+/// baseline, touch_dontneed).
+fn rates(only: Option<&[u8]>) {
+    let wanted = |name: &str| only.is_none_or(|only| only == name.as_bytes());
+    if wanted("map_touch_unmap") {
+        case("map_touch_unmap", None, || {
+            (MAP_TOUCH_UNMAP_ROUNDS * PAGES as u64, map_touch_unmap(MAP_TOUCH_UNMAP_ROUNDS, false))
+        });
+    }
+    if wanted("map_touch_unmap_4k") {
+        case("map_touch_unmap_4k", None, || {
+            (MAP_TOUCH_UNMAP_ROUNDS * PAGES as u64, map_touch_unmap(MAP_TOUCH_UNMAP_ROUNDS, true))
+        });
+    }
 
     let (base, p) = guarded_region();
-    let one = case("touch_dontneed", None, || {
-        (TOUCH_DONTNEED_ROUNDS * PAGES as u64, touch_dontneed(p, TOUCH_DONTNEED_ROUNDS))
+    let one = (wanted("touch_dontneed") || wanted("two_threads")).then(|| {
+        case("touch_dontneed", None, || {
+            (TOUCH_DONTNEED_ROUNDS * PAGES as u64, touch_dontneed(p, TOUCH_DONTNEED_ROUNDS))
+        })
     });
 
-    case("map_128m", None, || (MAP_128M_ROUNDS * BIG_PAGES as u64, map_128m(MAP_128M_ROUNDS)));
+    if wanted("map_128m") {
+        case("map_128m", None, || (MAP_128M_ROUNDS * BIG_PAGES as u64, map_128m(MAP_128M_ROUNDS)));
+    }
 
+    let Some(one) = one.filter(|_| wanted("two_threads")) else {
+        // SAFETY: nothing uses the region any more.
+        unsafe { munmap(base, LEN + 2 * PAGE_SIZE) }.expect("munmap");
+        return;
+    };
     case("two_threads", Some(one), || {
         let (ticks, second) = two_threads(p, TWO_THREADS_ROUNDS);
         let pages = TWO_THREADS_ROUNDS * PAGES as u64;
@@ -332,7 +374,7 @@ fn latencies() {
     let all = unsafe { core::slice::from_raw_parts_mut(buf as *mut u32, (RUNS + 1) * LAT_SAMPLES) };
     all.fill(0);
     let (warm, samples) = all.split_at_mut(LAT_SAMPLES);
-    let pool = ZeroPool::read();
+    let pool = Counters::read();
     latency(warm);
     warm.sort_unstable();
     let (lo, med, p99) = percentiles(warm);
@@ -347,7 +389,7 @@ fn latencies() {
     samples.sort_unstable();
     let (lo, med, p99) = percentiles(samples);
     println!("fault_bench: latency: min {} median {} p99 {} cycles ({} samples)", lo, med, p99, samples.len());
-    ZeroPool::report(pool, "latency");
+    Counters::report(pool, "latency");
     // SAFETY: nothing uses the buffer any more.
     unsafe { munmap(buf, buf_len) }.expect("munmap the sample buffer");
 }
